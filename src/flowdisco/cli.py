@@ -1,0 +1,226 @@
+"""The ``flowdisco`` command.
+
+    flowdisco demo                       the main job on its embedded default (toy2d)
+    flowdisco pretrain DOMAIN            pre-train a flow model, write a run directory
+    flowdisco sample MODEL               draw designs from a saved model
+    flowdisco evaluate MODEL             metrics table of a saved model
+    flowdisco domains                    list the available domains
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from flowdisco import __version__
+
+log = logging.getLogger("flowdisco")
+
+TABLE_KEYS = ["validity", "n_valid", "uniqueness", "coverage", "vendi", "novel_fraction", "novelty",
+              "generable_coverage", "mass_outside", "chambers_reached"]
+
+
+def _default_threads() -> int:
+    env = os.environ.get("FLOWDISCO_THREADS")
+    return int(env) if env else max(1, os.cpu_count() or 1)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: all cores, or $FLOWDISCO_THREADS)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowdisco", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"flowdisco {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the main job: pre-train on the 2-D toy, sample, table and plot",
+                       description="Pre-train a flow model on the toy2d domain, sample it, print a metrics "
+                                   "table and write plots. No arguments needed.")
+    p.add_argument("--steps", type=int, default=None, help="pre-training steps (default: the domain's)")
+    p.add_argument("--n-samples", type=int, default=1000, help="raw samples for validity (default 1000)")
+    p.add_argument("--n-valid", type=int, default=500, help="valid samples for set metrics (default 500)")
+    p.add_argument("--run-dir", default=None, help="run directory (default runs/demo-<time>)")
+    _common(p)
+
+    p = sub.add_parser("pretrain", help="pre-train a flow model on a domain",
+                       description="Pre-train a flow model on a domain's training data with the shared "
+                                   "training loop; writes config.json, metrics.jsonl, checkpoints and model/.")
+    p.add_argument("domain", help="domain name (see `flowdisco domains`)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--ema", type=float, default=None, metavar="SIGMA_REL",
+                   help="keep a power-function EMA with this σ_rel and save it as the model")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between resumable checkpoints")
+    p.add_argument("--run-dir", default=None, help="run directory (default runs/pretrain-DOMAIN-sSEED)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    _common(p)
+
+    p = sub.add_parser("sample", help="draw designs from a saved model",
+                       description="Draw designs from a saved model; writes samples.safetensors (tensors) and "
+                                   "designs.jsonl (decoded designs with their verifier verdicts).")
+    p.add_argument("model", help="model directory (or a run directory holding model/)")
+    p.add_argument("-n", "--n", type=int, default=1000, help="number of designs (default 1000)")
+    p.add_argument("--steps", type=int, default=100, help="solver steps (default 100)")
+    p.add_argument("--solver", default="euler", choices=["euler", "heun", "euler-maruyama"])
+    p.add_argument("--out", default=None, help="output directory (default MODEL/../samples-sSEED)")
+    _common(p)
+
+    p = sub.add_parser("evaluate", help="metrics table of a saved model",
+                       description="Sample a saved model and print validity, coverage, Vendi, uniqueness, "
+                                   "novelty and the domain's own metrics.")
+    p.add_argument("model", help="model directory (or a run directory holding model/)")
+    p.add_argument("--domain", default=None, help="domain (default: the one the model was trained on)")
+    p.add_argument("--n-samples", type=int, default=1000)
+    p.add_argument("--n-valid", type=int, default=500)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--solver", default="euler", choices=["euler", "heun", "euler-maruyama"])
+    p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    _common(p)
+
+    sub.add_parser("domains", help="list the available domains", description="List the available domains.")
+    return parser
+
+
+def _setup(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    threads = getattr(args, "threads", None) or _default_threads()
+    torch.set_num_threads(threads)
+
+
+def _domain_for(model, name: str | None):
+    from flowdisco.domains import get_domain
+
+    name = name or model.domain_name
+    if not name:
+        raise ValueError("the model does not record its domain; pass --domain")
+    return get_domain(name)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flowdisco.domains import get_domain
+    from flowdisco.evaluate import evaluate, format_table
+    from flowdisco.pretrain import pretrain
+    from flowdisco.runs import RunDir
+
+    run_dir = Path(args.run_dir or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    dom = get_domain("toy2d")
+    t0 = time.perf_counter()
+    print(f"flowdisco demo: pre-training a flow model on toy2d ({len(dom.training_data())} training points "
+          f"in one chamber of a ring-shaped valid set) → {run_dir}", flush=True)
+    model = pretrain(dom, steps=args.steps, seed=args.seed, run_dir=run_dir, device=args.device,
+                     progress=not args.quiet, checkpoint_every=500)
+    stats, raw, _valid = evaluate(model, dom, n_samples=args.n_samples, n_valid=args.n_valid, seed=args.seed,
+                                 return_samples=True)
+    run = RunDir(run_dir, resume=True)
+    run.log({"phase": "evaluate", **stats})
+    density = dom.density_grid(model)
+    plot = run.plots / "samples.png"
+    dom.plot_samples(str(plot), raw.x[: args.n_samples], raw.valid[: args.n_samples], density=density,
+                     title=f"pre-trained: validity {stats['validity']:.3f}, "
+                           f"generable coverage {stats['generable_coverage']:.3f}")
+    print()
+    print(format_table({"pre-trained": stats}, [k for k in TABLE_KEYS if k in stats]))
+    print(f"\nwall-clock {time.perf_counter() - t0:.1f} s · run directory {run_dir} · plot {plot}")
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from flowdisco.evaluate import format_table
+    from flowdisco.pretrain import pretrain
+
+    run_dir = args.run_dir or f"runs/pretrain-{args.domain}-s{args.seed}"
+    overrides = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr, "ema_sigma_rel": args.ema,
+                                   "checkpoint_every": args.checkpoint_every}.items() if v is not None}
+    t0 = time.perf_counter()
+    model = pretrain(args.domain, steps=args.steps, seed=args.seed, run_dir=run_dir, resume=args.resume,
+                     device=args.device, progress=not args.quiet, **overrides)
+    n_params = sum(p.numel() for p in model.net.parameters())
+    print(format_table({"pretrain": {"parameters": float(n_params), "seconds": time.perf_counter() - t0}}))
+    print(f"model saved to {Path(run_dir) / 'model'}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from flowdisco.flow.model import FlowModel, resolve_model_dir
+    from flowdisco.generate import generate
+    from flowdisco.io import append_jsonl, save_tensors
+    from flowdisco.seeding import make_generator
+
+    model = FlowModel.load(args.model, map_location=args.device)
+    dom = _domain_for(model, None)
+    out = Path(args.out or resolve_model_dir(args.model).parent / f"samples-s{args.seed}")
+    if (out / "designs.jsonl").exists():
+        raise ValueError(f"{out} already holds samples; choose another --out")
+    g = generate(model, dom, args.n, generator=make_generator(args.seed), steps=args.steps, solver=args.solver)
+    out.mkdir(parents=True, exist_ok=True)
+    save_tensors(out / "samples.safetensors", {"x": g.x, **({"mask": g.mask} if g.mask is not None else {})})
+    for d, v in zip(g.designs, g.valid, strict=True):
+        append_jsonl(out / "designs.jsonl", {"design": d, "valid": bool(v)})
+    print(f"{args.n} designs, validity {g.valid.mean():.4f} → {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from flowdisco.evaluate import evaluate, format_table
+    from flowdisco.flow.model import FlowModel
+    from flowdisco.io import atomic_write_json
+
+    model = FlowModel.load(args.model, map_location=args.device)
+    dom = _domain_for(model, args.domain)
+    stats = evaluate(model, dom, n_samples=args.n_samples, n_valid=args.n_valid, seed=args.seed,
+                     steps=args.steps, solver=args.solver)
+    print(format_table({str(args.model): stats}, [k for k in [*TABLE_KEYS, "seconds"] if k in stats]))
+    if args.json:
+        atomic_write_json(args.json, {"model": str(args.model), "seed": args.seed, **stats})
+    return 0
+
+
+def cmd_domains(args: argparse.Namespace) -> int:
+    from flowdisco.domains import list_domains
+
+    print("\n".join(list_domains()))
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "pretrain": cmd_pretrain, "sample": cmd_sample, "evaluate": cmd_evaluate,
+            "domains": cmd_domains}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    _setup(args)
+    from flowdisco.domains import UnknownNameError
+    from flowdisco.io import CheckpointError
+    from flowdisco.runs import RunDirError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (CheckpointError, UnknownNameError, RunDirError, ValueError, FileNotFoundError) as e:
+        print(f"flowdisco {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"flowdisco {args.command}: interrupted (a run directory can be continued with --resume)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

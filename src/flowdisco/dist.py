@@ -1,0 +1,64 @@
+"""torch.distributed in one place: launched by ``torchrun`` or not, the rest of flowdisco asks here.
+
+Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) everything runs in one process and every
+helper is a no-op. Under ``torchrun`` the process group is initialised on first use: gloo on CPU,
+NCCL when the model lives on a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as tdist
+
+
+def launched_distributed() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init(device: torch.device | str = "cpu") -> None:
+    """Initialise the default process group if launched by torchrun and not done yet."""
+    if not launched_distributed() or tdist.is_initialized():
+        return
+    backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+    tdist.init_process_group(backend=backend)
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def is_active() -> bool:
+    return tdist.is_available() and tdist.is_initialized() and tdist.get_world_size() > 1
+
+
+def rank() -> int:
+    return tdist.get_rank() if is_active() else 0
+
+
+def world_size() -> int:
+    return tdist.get_world_size() if is_active() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    if is_active():
+        tdist.barrier()
+
+
+def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
+    if not is_active():
+        return x
+    y = x.detach().clone()
+    tdist.all_reduce(y, op=tdist.ReduceOp.SUM)
+    return y / world_size()
+
+
+def broadcast_object(obj: object, src: int = 0) -> object:
+    if not is_active():
+        return obj
+    box = [obj]
+    tdist.broadcast_object_list(box, src=src)
+    return box[0]

@@ -1,0 +1,38 @@
+"""Design domains: the protocol, the registry and the built-in domains."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flowdisco.domains.base import Domain
+from flowdisco.domains.toy2d import Toy2D
+
+
+class UnknownNameError(ValueError):
+    """An unknown domain (or other registry) name; the message lists the valid ones."""
+
+
+_DOMAINS: dict[str, Callable[..., Domain]] = {"toy2d": Toy2D}
+
+
+def register_domain(name: str, factory: Callable[..., Domain]) -> None:
+    """Make ``get_domain(name)`` build ``factory(**kwargs)`` (a Domain subclass or a function)."""
+    _DOMAINS[name] = factory
+
+
+def list_domains() -> list[str]:
+    return sorted(_DOMAINS)
+
+
+def get_domain(name: str | Domain, **kwargs: object) -> Domain:
+    """A domain by name (or pass a Domain instance through)."""
+    if isinstance(name, Domain):
+        return name
+    try:
+        factory = _DOMAINS[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown domain {name!r}; available: {', '.join(list_domains())}") from None
+    return factory(**kwargs)
+
+
+__all__ = ["Domain", "Toy2D", "UnknownNameError", "get_domain", "list_domains", "register_domain"]

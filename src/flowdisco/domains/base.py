@@ -1,0 +1,193 @@
+"""The Domain protocol: what flowdisco needs to know about a kind of design.
+
+A domain supplies encoded training data, decodes model tensors into designs, verifies designs
+(the black-box verifier v(x) ∈ {0, 1}), and gives descriptors with a similarity for the metrics.
+A user's own domain is a small subclass implementing ``training_data``, ``decode`` and ``verify``;
+everything else has defaults suited to low-dimensional continuous designs.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+log = logging.getLogger("flowdisco")
+
+
+class Domain(ABC):
+    """Base class of every design domain.
+
+    Class attributes a subclass may set:
+      name: registry name (``get_domain(name)``).
+      shape: shape of one encoded design (tensor [*shape]).
+      kernel_lengthscale: RBF length scale on descriptors for Vendi/novelty similarity.
+      coverage_threshold: sphere-exclusion radius in descriptor distance for coverage.
+      representation_time / representation_layer: ActFlow's φ_s — noise level s and the dotted name
+        of the network module read by a forward hook (``None``: the raw design itself).
+    """
+
+    name: ClassVar[str] = "custom"
+    shape: tuple[int, ...] = ()
+    kind: ClassVar[str] = "continuous"
+    kernel_lengthscale: float = 0.1
+    coverage_threshold: float = 0.1
+    representation_time: float = 1.0
+    representation_layer: str | None = None
+
+    # ------------------------------------------------------------------ required
+    @abstractmethod
+    def training_data(self) -> Tensor:
+        """Encoded training designs [N, *shape]."""
+
+    @abstractmethod
+    def decode(self, x: Tensor) -> list[Any]:
+        """Model tensors [B, *shape] → B designs (any Python objects)."""
+
+    @abstractmethod
+    def verify(self, designs: Sequence[Any]) -> Sequence[bool]:
+        """The verifier: one boolean per design (True = valid). May raise; see :meth:`check`."""
+
+    # ------------------------------------------------------------------ optional
+    def training_masks(self) -> Tensor | None:
+        """Masks [N, ...] of the training designs (padding), or None for fixed-size designs."""
+        return None
+
+    def sample_masks(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
+        """Masks for ``n`` new designs (e.g. sizes drawn from the data), or None."""
+        return None
+
+    def descriptors(self, designs: Sequence[Any]) -> Tensor:
+        """Descriptor vectors [B, d] used for distances, diversity and novelty."""
+        return torch.as_tensor(np.asarray(designs, dtype=np.float32)).reshape(len(designs), -1)
+
+    def distance(self, a: Tensor, b: Tensor) -> Tensor:
+        """Pairwise distances [n, m] between descriptor sets a [n, d] and b [m, d]."""
+        return torch.cdist(a.double(), b.double())
+
+    def similarity(self, a: Tensor, b: Tensor) -> Tensor:
+        """Pairwise similarity in [0, 1] (RBF on descriptor distance by default) [n, m]."""
+        d = self.distance(a, b)
+        return torch.exp(-(d**2) / (2 * self.kernel_lengthscale**2))
+
+    def key(self, design: Any) -> Hashable:
+        """A canonical hashable form for uniqueness/novelty (rounded descriptors by default)."""
+        return tuple(np.round(np.asarray(design, dtype=np.float64).ravel(), 6).tolist())
+
+    def default_network(self) -> tuple[str, dict]:
+        """Registered network name and keyword arguments for this domain's velocity network."""
+        return "mlp", {"shape": list(self.shape), "width": 128, "depth": 3}
+
+    def default_pretrain(self) -> dict:
+        """Default FitConfig fields for pre-training on this domain."""
+        return {"steps": 2000, "batch_size": 256, "lr": 1e-3}
+
+    def extra_metrics(self, model: Any, seed: int = 0) -> dict[str, float]:
+        """Domain-specific metrics of a model (e.g. the toy's exact generable coverage)."""
+        return {}
+
+    def plot_samples(self, path: str, samples: Tensor, valid: np.ndarray, title: str = "", **kwargs: Any) -> None:
+        """Write a picture of samples; domains without a natural picture write none."""
+        return None
+
+    # ------------------------------------------------------------------ metrics hooks
+    def coverage(self, descriptors: Tensor) -> int:
+        """Sphere-exclusion cluster count among designs [N, d] at ``coverage_threshold``."""
+        from flowdisco.metrics import coverage
+
+        return coverage(self.distance(descriptors, descriptors), self.coverage_threshold)
+
+    def vendi(self, descriptors: Tensor) -> float:
+        """Vendi score with this domain's similarity kernel."""
+        from flowdisco.metrics import vendi_score
+
+        return vendi_score(self.similarity(descriptors, descriptors))
+
+    def reference_designs(self) -> list[Any]:
+        """The training designs, decoded (cached): the reference of novelty."""
+        if getattr(self, "_reference_designs", None) is None:
+            self._reference_designs = self.decode(self.training_data())
+        return self._reference_designs
+
+    def reference_descriptors(self) -> Tensor:
+        if getattr(self, "_reference_descriptors", None) is None:
+            self._reference_descriptors = self.descriptors(self.reference_designs())
+        return self._reference_descriptors
+
+    def reference_keys(self) -> set[Hashable]:
+        if getattr(self, "_reference_keys", None) is None:
+            self._reference_keys = {self.key(d) for d in self.reference_designs()}
+        return self._reference_keys
+
+    # ------------------------------------------------------------------ safe decoding / verification
+    def decode_safe(self, x: Tensor) -> list[Any]:
+        """:meth:`decode` that never raises: a design that cannot be decoded becomes None."""
+        try:
+            out = list(self.decode(x))
+            if len(out) == x.shape[0]:
+                return out
+        except Exception as e:
+            log.warning("%s: decode raised on a batch (%s: %s); decoding one by one", self.name,
+                        type(e).__name__, e)
+        out = []
+        for i in range(x.shape[0]):
+            try:
+                out.append(self.decode(x[i:i + 1])[0])
+            except Exception:
+                out.append(None)
+        return out
+
+    def check(self, designs: Sequence[Any]) -> np.ndarray:
+        """Verify designs without ever raising: [B] bool.
+
+        Calls :meth:`verify` on the whole batch; if that raises or returns the wrong number of
+        results, verifies one design at a time, and a design whose verification raises counts as
+        invalid (logged with the error). Non-boolean results are read as truthiness.
+        """
+        designs = list(designs)
+        flags = np.zeros(len(designs), dtype=bool)
+        idx = [i for i, d in enumerate(designs) if d is not None]  # undecodable designs are invalid
+        if not idx:
+            return flags
+        if len(idx) < len(designs):
+            flags[idx] = self.check([designs[i] for i in idx])
+            return flags
+        try:
+            out = np.asarray(list(self.verify(designs)), dtype=bool)
+            if out.shape == (len(designs),):
+                return out
+            log.warning("%s: verifier returned %d results for %d designs; verifying one by one",
+                        self.name, out.size, len(designs))
+        except Exception as e:  # any verifier error costs designs, never the run
+            log.warning("%s: verifier raised on a batch of %d (%s: %s); verifying one by one",
+                        self.name, len(designs), type(e).__name__, e)
+        failures = 0
+        for i, d in enumerate(designs):
+            try:
+                res = list(self.verify([d]))
+                flags[i] = bool(res[0]) if len(res) == 1 else False
+            except Exception as e:
+                failures += 1
+                if failures <= 5:
+                    log.warning("%s: verifier raised on design %d (%s: %s); counted invalid",
+                                self.name, i, type(e).__name__, e)
+        if failures > 5:
+            log.warning("%s: %d designs in all raised in the verifier; counted invalid", self.name, failures)
+        return flags
+
+
+def grid_points(lo: float, hi: float, n: int) -> Tensor:
+    """Centres of an n×n grid of cells covering [lo, hi]²: [n·n, 2] (row-major in y, then x)."""
+    step = (hi - lo) / n
+    c = torch.linspace(lo + step / 2, hi - step / 2, n)
+    yy, xx = torch.meshgrid(c, c, indexing="ij")
+    return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
+
+
+def cell_area(lo: float, hi: float, n: int) -> float:
+    return ((hi - lo) / n) ** 2

@@ -1,0 +1,263 @@
+"""fit(): the one training loop of flowdisco.
+
+Pre-training, ActFlow's UpdateFlow and the image experiments all call it. Per step:
+  1. draw a global batch of data indices and the model's training randomness (t, noise, ...)
+     from one seeded generator, then take this process's share (so 1 or N processes see the
+     same numbers);
+  2. loss → backward (DistributedDataParallel averages gradients under torchrun);
+  3. optional negative gradient on a second data set (ActFlow's "invalid designs");
+  4. gradient clipping, AdamW step with a stateless learning-rate schedule, optional EMA update;
+  5. periodic checkpoint of everything needed to resume bit-exactly (weights, optimizer, EMA,
+     generator state, step, loss history), written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from flowdisco import dist
+from flowdisco.io import CheckpointError, load_state, save_state
+from flowdisco.nn.ema import PowerEMA
+
+
+@dataclass
+class FitConfig:
+    """Settings of one call of :func:`fit` (a dataclass: stored as JSON in run directories)."""
+
+    steps: int = 1000
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float | None = 1.0
+    warmup_steps: int = 0
+    schedule: str = "constant"  # constant | cosine | inv-sqrt
+    ema_sigma_rel: float | None = None  # power-function EMA (EDM2) when set
+    negative_scale: float = 0.0  # c: subtract the loss gradient on negatives, rescaled to c·‖g_pos‖
+    negative_clip: float | None = 0.1  # clip of the combined gradient when negatives are used
+    checkpoint_every: int = 0  # steps between resumable checkpoints (0: only at the end)
+    log_every: int = 50
+    seed: int = 0
+    progress: bool = True
+    desc: str = "fit"
+
+    def validate(self) -> None:
+        if self.steps < 0:
+            raise ValueError(f"steps must be ≥ 0, got {self.steps}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be ≥ 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if self.schedule not in ("constant", "cosine", "inv-sqrt"):
+            raise ValueError(f"unknown lr schedule {self.schedule!r}; available: constant, cosine, inv-sqrt")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.negative_scale < 0:
+            raise ValueError(f"negative_scale must be ≥ 0, got {self.negative_scale}")
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate for 0-based ``step``: linear warm-up, then the schedule."""
+        warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps > 0 else 1.0
+        if self.schedule == "cosine":
+            frac = min(1.0, step / max(1, self.steps))
+            decay = 0.5 * (1 + math.cos(math.pi * frac))
+        elif self.schedule == "inv-sqrt":
+            ref = max(1, self.warmup_steps)
+            decay = 1.0 / math.sqrt(max(1.0, step / ref))
+        else:
+            decay = 1.0
+        return self.lr * warm * decay
+
+
+@dataclass
+class FitResult:
+    losses: list[float] = field(default_factory=list)  # mean loss per log interval
+    steps: int = 0
+    seconds: float = 0.0
+    ema: PowerEMA | None = None
+    resumed_from: int = 0
+
+
+class TrainableModel:  # documentation of the protocol fit() needs (FlowModel implements it)
+    net: nn.Module
+
+    def training_batch(self, data: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]: ...
+    def loss(self, batch: dict[str, Tensor], net: nn.Module | None = None) -> Tensor: ...
+
+
+def as_data(data: Tensor | dict[str, Tensor]) -> dict[str, Tensor]:
+    """A tensor of designs [N, *shape] or a dict of aligned tensors (x, mask, cond, weight)."""
+    d = {"x": data} if isinstance(data, Tensor) else dict(data)
+    if "x" not in d:
+        raise ValueError("training data needs an 'x' entry")
+    n = d["x"].shape[0]
+    if n == 0:
+        raise ValueError("training data is empty")
+    for k, v in d.items():
+        if v.shape[0] != n:
+            raise ValueError(f"training data entry {k!r} has {v.shape[0]} rows, 'x' has {n}")
+    return d
+
+
+def _draw_batch(model: TrainableModel, data: dict[str, Tensor], batch_size: int,
+                generator: torch.Generator, device: torch.device) -> dict[str, Tensor]:
+    """One global batch (with replacement) plus the model's randomness, then this rank's share."""
+    n = data["x"].shape[0]
+    idx = torch.randint(n, (batch_size,), generator=generator)
+    batch = {k: v[idx].to(device) for k, v in data.items()}
+    batch = model.training_batch(batch, generator)
+    ws, r = dist.world_size(), dist.rank()
+    if ws > 1:
+        per = batch_size // ws
+        batch = {k: v[r * per:(r + 1) * per] for k, v in batch.items()}
+    return batch
+
+
+def _grads(params: list[nn.Parameter]) -> list[Tensor]:
+    return [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+
+
+def _norm(gs: list[Tensor]) -> Tensor:
+    return torch.sqrt(sum((g.float() ** 2).sum() for g in gs))
+
+
+def fit(model: TrainableModel, data: Tensor | dict[str, Tensor], config: FitConfig, *,
+        negatives: Tensor | dict[str, Tensor] | None = None,
+        state_dir: str | os.PathLike | None = None, resume: bool = False,
+        on_log: Callable[[dict], None] | None = None) -> FitResult:
+    """Train ``model.net`` in place on ``data`` with the flow-matching (or the model's own) loss.
+
+    data: [N, *shape] or {"x": [N, *shape], "mask": ..., "cond": [N], "weight": [N]}.
+    negatives: designs whose loss gradient is *subtracted* (scaled to ``negative_scale``·‖g_pos‖).
+    state_dir: where resumable checkpoints go; with ``resume=True`` a checkpoint found there is
+    continued (a run killed mid-way and resumed ends with exactly the same weights).
+    Returns the loss history; with ``ema_sigma_rel`` set the EMA copy is in ``result.ema``.
+    """
+    config.validate()
+    dist.init(model.net.parameters().__next__().device)
+    ws = dist.world_size()
+    if config.batch_size % ws:
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by the {ws} processes")
+    data = as_data(data)
+    neg = as_data(negatives) if negatives is not None and config.negative_scale > 0 else None
+    device = next(model.net.parameters()).device
+    net = model.net
+    net.train()
+    train_net: nn.Module = net
+    if dist.is_active():
+        train_net = nn.parallel.DistributedDataParallel(net)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay)
+    ema = PowerEMA(net, config.ema_sigma_rel) if config.ema_sigma_rel else None
+    gen = torch.Generator().manual_seed(int(config.seed))
+    result = FitResult(ema=ema)
+    start = 0
+
+    state_path = Path(state_dir) if state_dir is not None else None
+    if resume and state_path is not None and (state_path / "fit_state.json").is_file():
+        start = _restore(state_path, net, opt, ema, gen, result, config)
+        result.resumed_from = start
+
+    t_start = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=start, desc=config.desc, leave=False,
+               disable=not (config.progress and dist.is_main()), dynamic_ncols=True)
+    running, count = 0.0, 0
+    for step in range(start, config.steps):
+        for g in opt.param_groups:
+            g["lr"] = config.lr_at(step)
+        batch = _draw_batch(model, data, config.batch_size, gen, device)
+        opt.zero_grad(set_to_none=True)
+        loss = model.loss(batch, net=train_net)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{config.desc}: loss became {loss.item()} at step {step}; "
+                                     f"lower the learning rate (now {config.lr_at(step):.3g})")
+        loss.backward()
+        if neg is not None:
+            _apply_negative_gradient(model, train_net, params, neg, config, gen, device)
+        elif config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(params, config.grad_clip)
+        opt.step()
+        if ema is not None:
+            ema.update(net)
+        running += float(loss.detach())
+        count += 1
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+            mean = float(dist.all_reduce_mean(torch.tensor(running / count)))
+            result.losses.append(mean)
+            bar.set_postfix(loss=f"{mean:.4f}")
+            if on_log is not None and dist.is_main():
+                on_log({"step": done, "loss": mean, "lr": config.lr_at(step)})
+            running, count = 0.0, 0
+        bar.update(1)
+        if state_path is not None and config.checkpoint_every and done % config.checkpoint_every == 0 \
+                and done < config.steps:
+            _checkpoint(state_path, net, opt, ema, gen, result, done, config)
+    bar.close()
+    result.steps = config.steps
+    result.seconds = time.perf_counter() - t_start
+    if state_path is not None and config.steps > start:
+        _checkpoint(state_path, net, opt, ema, gen, result, config.steps, config)
+    return result
+
+
+def _apply_negative_gradient(model: TrainableModel, train_net: nn.Module, params: list[nn.Parameter],
+                             neg: dict[str, Tensor], config: FitConfig, gen: torch.Generator,
+                             device: torch.device) -> None:
+    """g ← g_pos − c·(‖g_pos‖/‖g_neg‖)·g_neg, then clip to ``negative_clip``."""
+    g_pos = _grads(params)
+    for p in params:
+        p.grad = None
+    nb = _draw_batch(model, neg, config.batch_size, gen, device)
+    model.loss(nb, net=train_net).backward()
+    for p, g in zip(params, combine_negative_gradient(g_pos, _grads(params), config.negative_scale), strict=True):
+        p.grad = g
+    clip = config.negative_clip if config.negative_clip is not None else config.grad_clip
+    if clip is not None:
+        nn.utils.clip_grad_norm_(params, clip)
+
+
+def combine_negative_gradient(g_pos: list[Tensor], g_neg: list[Tensor], c: float) -> list[Tensor]:
+    """g_pos − c·(‖g_pos‖/‖g_neg‖)·g_neg: the subtracted part has norm c·‖g_pos‖ (global norms)."""
+    scale = c * _norm(g_pos) / _norm(g_neg).clamp_min(1e-12)
+    return [gp - scale * gn for gp, gn in zip(g_pos, g_neg, strict=True)]
+
+
+def _checkpoint(path: Path, net: nn.Module, opt: torch.optim.Optimizer, ema: PowerEMA | None,
+                gen: torch.Generator, result: FitResult, step: int, config: FitConfig) -> None:
+    if dist.is_main():
+        state = {"step": step, "net": net.state_dict(), "opt": opt.state_dict(),
+                 "ema": ema.state_dict() if ema is not None else None,
+                 "generator": gen.get_state(), "losses": list(result.losses),
+                 "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}}
+        save_state(path, "fit_state", state)
+    dist.barrier()
+
+
+def _restore(path: Path, net: nn.Module, opt: torch.optim.Optimizer, ema: PowerEMA | None,
+             gen: torch.Generator, result: FitResult, config: FitConfig) -> int:
+    state = load_state(path, "fit_state")
+    saved = state.get("config", {})
+    for key in ("batch_size", "lr", "seed", "steps"):
+        if key in saved and saved[key] != getattr(config, key):
+            raise CheckpointError(
+                f"cannot resume from {path}: it was trained with {key}={saved[key]}, now {getattr(config, key)}")
+    try:
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise CheckpointError(f"training state in {path} does not fit this model: {e}") from None
+    if ema is not None and state.get("ema") is not None:
+        ema.load_state_dict(state["ema"])
+    gen.set_state(state["generator"])
+    result.losses = list(state.get("losses", []))
+    return int(state["step"])

@@ -1,0 +1,29 @@
+"""Fréchet distance between two sets of feature vectors (Gaussian fits)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
+    """‖μa − μb‖² + Tr(Σa + Σb − 2(ΣaΣb)^½) for features a [n, d], b [m, d] (n, m ≥ 2)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature sets must be [n, d] with the same d, got {a.shape} and {b.shape}")
+    if min(len(a), len(b)) < 2:
+        return float("nan")
+    return frechet_from_stats(a.mean(0), np.atleast_2d(np.cov(a, rowvar=False)),
+                              b.mean(0), np.atleast_2d(np.cov(b, rowvar=False)), eps)
+
+
+def frechet_from_stats(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray,
+                       eps: float = 1e-6) -> float:
+    diff = mu1 - mu2
+    covmean = linalg.sqrtm(s1 @ s2)
+    if not np.isfinite(covmean).all():
+        off = np.eye(s1.shape[0]) * eps
+        covmean = linalg.sqrtm((s1 + off) @ (s2 + off))
+    covmean = np.real(covmean)
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))

@@ -1,0 +1,96 @@
+"""Run directories: config.json, metrics.jsonl, model/, checkpoints/, plots/.
+
+A run directory that already holds a run is never overwritten by accident: continue it with
+``resume=True`` (the stored configuration must match) or choose another directory.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flowdisco import __version__
+from flowdisco.io import append_jsonl, atomic_write_json, read_json, read_jsonl
+
+PROVENANCE_KEYS = ("provenance",)
+
+
+class RunDirError(RuntimeError):
+    """A run directory cannot be used as asked (exists without --resume, or config differs)."""
+
+
+def provenance(device: str | torch.device = "cpu") -> dict[str, Any]:
+    return {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+        "flowdisco_version": __version__,
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cpus)",
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike, *, resume: bool = False) -> None:
+        self.path = Path(path)
+        self.resume = resume
+        if self.config_path.is_file() and not resume:
+            raise RunDirError(f"run directory {self.path} already holds a run; pass --resume to continue it "
+                              "or choose another --run-dir")
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def plots(self) -> Path:
+        p = self.path / "plots"
+        p.mkdir(exist_ok=True)
+        return p
+
+    def write_config(self, config: dict[str, Any], device: str | torch.device = "cpu") -> None:
+        """Store the configuration; on resume, check it equals the stored one (provenance aside)."""
+        if self.config_path.is_file():
+            old = read_json(self.config_path, what="run config")
+            old_cfg = {k: v for k, v in old.items() if k not in PROVENANCE_KEYS}
+            new_cfg = _jsonable(config)
+            diff = sorted(k for k in set(old_cfg) | set(new_cfg) if old_cfg.get(k) != new_cfg.get(k))
+            if diff:
+                details = "; ".join(f"{k}: stored {old_cfg.get(k)!r}, now {new_cfg.get(k)!r}" for k in diff[:4])
+                raise RunDirError(f"cannot resume {self.path}: configuration differs ({details})")
+            return
+        atomic_write_json(self.config_path, {**_jsonable(config), "provenance": provenance(device)})
+
+    def log(self, record: dict[str, Any]) -> None:
+        append_jsonl(self.metrics_path, {**record, "time": time.time()})
+
+    def records(self) -> list[dict]:
+        return read_jsonl(self.metrics_path)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Round-trip through JSON rules so that stored and new configs compare equal."""
+    import json
+
+    return json.loads(json.dumps(obj, default=lambda o: list(o) if isinstance(o, (tuple, set)) else str(o)))

@@ -1,0 +1,71 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowdisco.cli import COMMANDS, main
+
+TINY = ["--threads", "1", "-q"]
+
+
+def test_readme_main_job_runs_end_to_end_at_tiny_size(tmp_path):
+    # The same entry point `make run` calls, as a subprocess, with tiny settings.
+    exe = Path(sys.executable).parent / "flowdisco"
+    run = tmp_path / "demo"
+    out = subprocess.run([str(exe), "demo", "--steps", "40", "--n-samples", "200", "--n-valid", "50",
+                          "--run-dir", str(run), *TINY], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "MPLBACKEND": "Agg"})
+    assert out.returncode == 0, out.stderr
+    assert "generable_coverage" in out.stdout and "validity" in out.stdout
+    for f in ("config.json", "metrics.jsonl", "model/flowdisco_model.json", "model/model.safetensors",
+              "plots/samples.png", "checkpoints/fit_state.json"):
+        assert (run / f).is_file(), f
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["domain"] == "toy2d" and cfg["provenance"]["command"].startswith("flowdisco demo")
+    phases = [json.loads(line)["phase"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert "pretrain" in phases and phases[-1] == "evaluate"
+
+
+def test_pretrain_sample_evaluate(tmp_path, capsys):
+    run = tmp_path / "p"
+    assert main(["pretrain", "toy2d", "--steps", "20", "--run-dir", str(run), *TINY]) == 0
+    assert main(["sample", str(run), "-n", "30", "--steps", "10", "--out", str(tmp_path / "s"), *TINY]) == 0
+    lines = (tmp_path / "s" / "designs.jsonl").read_text().splitlines()
+    assert len(lines) == 30 and set(json.loads(lines[0])) == {"design", "valid"}
+    assert main(["evaluate", str(run), "--n-samples", "100", "--n-valid", "20", "--steps", "10",
+                 "--json", str(tmp_path / "e.json"), *TINY]) == 0
+    stats = json.loads((tmp_path / "e.json").read_text())
+    assert 0 <= stats["validity"] <= 1 and stats["n_valid"] == 20
+    # an existing run is not overwritten without --resume; with --resume it continues (already done)
+    assert main(["pretrain", "toy2d", "--steps", "20", "--run-dir", str(run), *TINY]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["pretrain", "toy2d", "--steps", "20", "--run-dir", str(run), "--resume", *TINY]) == 0
+
+
+def test_resume_with_a_different_configuration_is_refused(tmp_path, capsys):
+    run = tmp_path / "p"
+    assert main(["pretrain", "toy2d", "--steps", "10", "--run-dir", str(run), *TINY]) == 0
+    assert main(["pretrain", "toy2d", "--steps", "10", "--lr", "0.01", "--run-dir", str(run), "--resume",
+                 *TINY]) == 2
+    assert "configuration differs" in capsys.readouterr().err
+
+
+def test_clear_errors(tmp_path, capsys):
+    assert main(["pretrain", "nosuchdomain", "--run-dir", str(tmp_path / "x"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "unknown domain 'nosuchdomain'" in err and "toy2d" in err
+    assert main(["evaluate", str(tmp_path / "missing"), *TINY]) == 2
+    assert "model not found" in capsys.readouterr().err
+    assert main(["pretrain", "toy2d", "--steps", "-3", "--run-dir", str(tmp_path / "y"), *TINY]) == 2
+    assert "steps" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    assert "usage: flowdisco" in capsys.readouterr().out

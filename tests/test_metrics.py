@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+import torch
+
+from flowdisco.metrics import (
+    coverage,
+    frechet_distance,
+    novel_fraction,
+    novelty,
+    sphere_exclusion,
+    uniqueness,
+    validity,
+    vendi_score,
+)
+
+
+def test_sphere_exclusion_by_hand():
+    pts = torch.tensor([[0.0], [0.3], [0.6], [1.0], [5.0]])
+    d = torch.cdist(pts, pts)
+    # 0 is a centre; 0.3 within 0.5 of it; 0.6 > 0.5 → centre; 1.0 within 0.5 of 0.6; 5 → centre
+    assert sphere_exclusion(d, 0.5) == [0, 2, 4]
+    assert coverage(d, 10.0) == 1
+    assert coverage(d, 0.0) == 5
+
+
+def test_vendi_extremes():
+    assert vendi_score(torch.eye(7)) == pytest.approx(7.0)
+    assert vendi_score(torch.ones(7, 7)) == pytest.approx(1.0)
+    # two identical pairs → 2 effective designs
+    k = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]], dtype=torch.float64)
+    assert vendi_score(k) == pytest.approx(2.0)
+
+
+def test_validity_uniqueness_novelty():
+    assert validity(np.array([True, False, True, True])) == 0.75
+    assert uniqueness(["a", "b", "a", "c"]) == 0.75
+    assert novel_fraction(["a", "b", "z"], {"a", "b"}) == pytest.approx(1 / 3)
+    sim = torch.tensor([[1.0, 0.2], [0.5, 0.4]])
+    assert novelty(sim) == pytest.approx(1 - (1.0 + 0.5) / 2)
+
+
+def test_frechet_distance_closed_form():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(20000, 2))
+    b = rng.normal(size=(20000, 2)) * 2 + 3
+    # ‖μ‖² = 18; Tr(I + 4I − 2·2I) = 2
+    assert frechet_distance(a, b) == pytest.approx(20.0, rel=0.03)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
