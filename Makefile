@@ -30,7 +30,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
+# flow_matching (CC BY-NC) is a benchmark-time comparator only, never a dependency of flowdisco.
 bench-sampler: $(STAMP)
+	$(BIN)/pip install -q --no-deps flow_matching==1.0.10 torchdiffeq==0.2.5
 	$(BIN)/python benchmarks/sampler.py
 
 clean:

@@ -1,0 +1,55 @@
+"""Shared helpers of the benchmark scripts: provenance and result files."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flowdisco.io import atomic_write_json
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "device": "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
+    try:
+        info["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                            text=True, cwd=Path(__file__).parent).stdout.strip()
+    except OSError:
+        pass
+    return info
+
+
+def command() -> str:
+    return " ".join(["python", *[a if " " not in a else repr(a) for a in sys.argv]])
+
+
+def write_result(name: str, payload: dict[str, Any], started: float) -> Path:
+    path = RESULTS / f"{name}.json"
+    atomic_write_json(path, {"benchmark": name, "command": command(), "machine": machine(),
+                             "wall_clock_s": time.time() - started, **payload})
+    print(f"wrote {path}")
+    return path
+
+
+def mean_std(xs: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0,
+            "min": min(xs), "max": max(xs), "n": len(xs)}
