@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from flowdisco import dist
 from flowdisco.io import CheckpointError, load_state, save_state
 from flowdisco.nn.ema import PowerEMA
+from flowdisco.progress import progress_bar
 
 
 @dataclass
@@ -168,8 +168,7 @@ def fit(model: TrainableModel, data: Tensor | dict[str, Tensor], config: FitConf
         result.resumed_from = start
 
     t_start = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=start, desc=config.desc, leave=False,
-               disable=not (config.progress and dist.is_main()), dynamic_ncols=True)
+    bar = progress_bar(config.steps, config.desc, enabled=config.progress, initial=start)
     running, count = 0.0, 0
     for step in range(start, config.steps):
         for g in opt.param_groups:

@@ -158,7 +158,7 @@ def solve_sde(velocity: VelocityFn, x0: Tensor, steps: int, schedule: NoiseSched
                 v_graph = velocity(xg, tb)
                 x1_hat = xg + (1 - expand_time(tb, xg)) * v_graph
                 g = schedule.g2(tb).sqrt()
-                u = guidance(GuidanceState(x=xg, t=tb, v=v_graph, x1_hat=x1_hat, g=g)).detach()
+                u = guidance(GuidanceState(x=xg, t=tb, v=v_graph, x1_hat=x1_hat, g=g, mask=mask)).detach()
             v = v_graph.detach()
         else:
             v = velocity(x, tb)

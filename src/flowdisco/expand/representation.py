@@ -1,0 +1,87 @@
+"""ActFlow's learned representation φ_s.
+
+φ_s(x) = L2-normalise(pool(h_ℓ(x_s; s, θ))), with x_s = s·x + (1 − s)·ε the design noised to flow
+time s, h_ℓ the output of the network module named ℓ (read by a forward hook) of the *current*
+network, and pool the mean over the set/sequence axis (padding masked). It is neither an ODE
+inversion nor the noise latent, and it changes whenever θ changes, so the features of the whole
+buffer are recomputed every round.
+
+With ``layer=None`` φ is the raw design itself (the paper's 2-D toy), flattened, not normalised.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class Representation:
+    """Features [B, d] of designs x [B, *shape] under a model (differentiable in x).
+
+    model: a FlowModel (uses ``model.net``); layer: dotted module name inside the network or None;
+    s: representation time; normalize: L2-normalise the pooled features (default: when a layer is
+    read); generator: the noise ε is drawn from it.
+    """
+
+    def __init__(self, model: nn.Module, layer: str | None = None, s: float = 1.0,
+                 normalize: bool | None = None) -> None:
+        if not 0.0 <= s <= 1.0:
+            raise ValueError(f"representation time s must be in [0, 1], got {s}")
+        self.model = model
+        self.layer = layer
+        self.s = float(s)
+        self.normalize = (layer is not None) if normalize is None else normalize
+        if layer is not None:
+            try:
+                model.net.get_submodule(layer)
+            except AttributeError:
+                names = [n for n, _ in model.net.named_modules() if n]
+                raise ValueError(f"network has no module {layer!r}; available: {', '.join(names[:30])}") from None
+
+    def __call__(self, x: Tensor, mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        feats = x.reshape(x.shape[0], -1) if self.layer is None else self._hidden(x, mask, generator)
+        if self.normalize:
+            feats = feats / feats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return feats
+
+    def _hidden(self, x: Tensor, mask: Tensor | None, generator: torch.Generator | None) -> Tensor:
+        eps = torch.randn(x.shape, generator=generator).to(x.device)
+        if mask is not None:
+            eps = eps * mask
+        x_s = self.s * x + (1 - self.s) * eps
+        t = torch.full((x.shape[0],), self.s, device=x.device)
+        captured: list[Tensor] = []
+        module = self.model.net.get_submodule(self.layer)
+        handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        try:
+            self.model.net(x_s, t, mask=mask)
+        finally:
+            handle.remove()
+        if not captured:
+            raise RuntimeError(f"module {self.layer!r} was not called in the forward pass")
+        return pool(captured[-1], mask)
+
+    @torch.no_grad()
+    def features(self, x: Tensor, mask: Tensor | None = None, generator: torch.Generator | None = None,
+                 batch_size: int = 1024) -> Tensor:
+        """Features of many designs without gradients, in batches: [N, d]."""
+        was = self.model.training
+        self.model.eval()
+        try:
+            dev = next(self.model.parameters()).device
+            out = [self(x[i:i + batch_size].to(dev), None if mask is None else mask[i:i + batch_size].to(dev),
+                        generator).cpu() for i in range(0, x.shape[0], batch_size)]
+        finally:
+            self.model.train(was)
+        return torch.cat(out) if out else torch.empty(0)
+
+
+def pool(h: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean over the set/sequence axis: [B, d] stays; [B, N, d] → [B, d] (masked by mask [B, N, ...])."""
+    if h.dim() == 2:
+        return h
+    h = h.reshape(h.shape[0], h.shape[1], -1)
+    if mask is None:
+        return h.mean(1)
+    m = mask.reshape(mask.shape[0], mask.shape[1], -1)[..., :1].to(h.dtype)
+    return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
