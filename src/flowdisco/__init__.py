@@ -10,9 +10,10 @@ __version__ = "0.1.0"
 
 from flowdisco import domains, metrics
 from flowdisco.evaluate import evaluate
+from flowdisco.expand import expand
 from flowdisco.flow import FitConfig, FlowModel, NoiseSchedule, fit
 from flowdisco.io import CheckpointError
 from flowdisco.pretrain import pretrain
 
 __all__ = ["CheckpointError", "FitConfig", "FlowModel", "NoiseSchedule", "__version__", "domains", "evaluate",
-           "fit", "metrics", "pretrain"]
+           "expand", "fit", "metrics", "pretrain"]

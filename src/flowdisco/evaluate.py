@@ -47,10 +47,13 @@ def set_metrics(domain: Domain, valid: Generated, reference_descriptors: Tensor 
 
 def evaluate(model: Any, domain: str | Domain, *, n_samples: int = 1000, n_valid: int = 500, seed: int = 0,
              steps: int = 100, solver: str = "euler", reference_descriptors: Tensor | None = None,
-             extra: bool = True, max_batches: int = 20, return_samples: bool = False) -> Any:
+             extra: bool = True, max_batches: int = 20, return_samples: bool = False,
+             artifacts: dict[str, Tensor] | None = None) -> Any:
     """Sample ``model``, verify, and compute the metrics (a dict of floats).
 
     With ``return_samples=True`` returns (stats, raw samples, the n_valid valid samples).
+    ``artifacts``: a dict the domain may fill with arrays behind its extra metrics (the toy's
+    density grid), for plots.
     """
     dom = get_domain(domain)
     if n_samples < 1 or n_valid < 1:
@@ -63,7 +66,7 @@ def evaluate(model: Any, domain: str | Domain, *, n_samples: int = 1000, n_valid
     stats.update(set_metrics(dom, valid, reference_descriptors))
     if extra:
         with torch.no_grad():
-            stats.update(dom.extra_metrics(model, seed=seed))
+            stats.update(dom.extra_metrics(model, seed=seed, artifacts=artifacts))
     stats["seconds"] = time.perf_counter() - t0
     if valid.valid.size < n_valid:
         stats["n_valid_short"] = float(n_valid - valid.valid.size)

@@ -87,9 +87,14 @@ class Domain(ABC):
         """Default FitConfig fields for pre-training on this domain."""
         return {"steps": 2000, "batch_size": 256, "lr": 1e-3}
 
-    def extra_metrics(self, model: Any, seed: int = 0) -> dict[str, float]:
-        """Domain-specific metrics of a model (e.g. the toy's exact generable coverage)."""
+    def extra_metrics(self, model: Any, seed: int = 0, artifacts: dict[str, Tensor] | None = None) -> dict[str, float]:
+        """Domain-specific metrics of a model (e.g. the toy's exact generable coverage); may put the
+        arrays behind them into ``artifacts`` (for plots)."""
         return {}
+
+    def expand_defaults(self) -> dict[str, Any]:
+        """This domain's defaults for :class:`flowdisco.expand.ExpandConfig` fields."""
+        return {"representation_time": self.representation_time, "representation_layer": self.representation_layer}
 
     def plot_samples(self, path: str, samples: Tensor, valid: np.ndarray, title: str = "", **kwargs: Any) -> None:
         """Write a picture of samples; domains without a natural picture write none."""

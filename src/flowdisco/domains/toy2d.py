@@ -111,12 +111,22 @@ class Toy2D(Domain):
             logp = model.log_prob(self._grid, steps=steps)
         return logp.exp().reshape(GRID, GRID)
 
-    def extra_metrics(self, model: Any, seed: int = 0, density: Tensor | None = None) -> dict[str, float]:
+    def expand_defaults(self) -> dict[str, Any]:
+        """The toy column of the paper's launch-script table (and the spec's 2-D pilot)."""
+        return {**super().expand_defaults(), "surrogate": "gp", "surrogate_options": {"lengthscale": 0.08},
+                "guidance_strength": 13.0, "samples_per_round": 64, "warmup_valid": 64, "finetune_steps": 250,
+                "finetune_batch": 256, "finetune_lr": 1e-3, "rounds": 30, "eval_every": 5}
+
+    def extra_metrics(self, model: Any, seed: int = 0, artifacts: dict[str, Tensor] | None = None,
+                      density: Tensor | None = None) -> dict[str, float]:
         """generable_coverage: share of Ω*'s grid cells with p_θ ≥ τ;
         mass_outside: 1 − ∫_{Ω*} p_θ (grid quadrature; includes mass outside the box);
         generable_outside_area: area with p_θ ≥ τ outside Ω* (inside the box);
         chambers_reached: number of chambers with any generable valid cell."""
-        p = (density if density is not None else self.density_grid(model)).reshape(-1)
+        grid = density if density is not None else self.density_grid(model)
+        if artifacts is not None:
+            artifacts["density"] = grid
+        p = grid.reshape(-1)
         gen = p >= self.density_threshold
         valid = self._grid_valid
         dA = cell_area(*BOX, GRID)

@@ -121,7 +121,7 @@ class GuidanceState:
 
     x: [B, *shape] current state, a leaf with ``requires_grad`` (differentiate through it);
     t: [B]; v: [B, *shape] velocity with its graph to x; x1_hat: [B, *shape] endpoint prediction
-    x + (1 − t)·v with its graph; g: [B] diffusion coefficient g(t).
+    x + (1 − t)·v with its graph; g: [B] diffusion coefficient g(t); mask: the designs' masks or None.
     """
 
     x: Tensor
@@ -129,6 +129,7 @@ class GuidanceState:
     v: Tensor
     x1_hat: Tensor
     g: Tensor
+    mask: Tensor | None = None
 
 
 # Returns the control u [B, *shape] added to the drift (detached or not: it is detached by the sampler).

@@ -1,0 +1,383 @@
+"""expand(): ActFlow and its baselines as one round loop with switches.
+
+    warm-up:  sample θ0 (no guidance) until the buffer D holds W valid designs        (round 0)
+    round r:  [actflow] φ-features of all of D with the current θ → fit surrogate σ on D
+              sample B designs (actflow: with uncertainty guidance, λ = 1/β) → verify → D ∪= them
+              UpdateFlow: the shared fit() on the valid part of D (rec-nf: on all of D),
+              fresh AdamW, optional anchor replay α and negative gradient c
+              (every eval_every rounds) evaluate θ_r
+              commit the round atomically (model, buffer, history)
+
+The three methods share every step and the budget (samples per round, fine-tuning steps, rounds):
+  actflow  guidance on, fine-tune on valid designs
+  rec-f    guidance off, fine-tune on valid designs   (filtered recursive self-training)
+  rec-nf   guidance off, fine-tune on all designs     (no verifier: the model-collapse setting)
+
+Every random draw of round r comes from a generator seeded by (seed, purpose, r), so a killed run
+resumed from its last committed round (and that round's saved samples and fine-tuning checkpoint)
+ends with exactly the numbers of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from flowdisco.domains import Domain, get_domain
+from flowdisco.evaluate import evaluate
+from flowdisco.expand.buffer import DesignBuffer
+from flowdisco.expand.exploration import WEIGHTINGS, UncertaintyGuidance
+from flowdisco.expand.representation import Representation
+from flowdisco.expand.state import RoundStore
+from flowdisco.expand.surrogates import SURROGATES, make_surrogate
+from flowdisco.flow.fit import FitConfig, fit
+from flowdisco.flow.model import FlowModel
+from flowdisco.flow.solvers import NoiseSchedule
+from flowdisco.generate import Generated, generate
+from flowdisco.io import atomic_write_text, load_tensors, save_tensors
+from flowdisco.progress import progress_bar
+from flowdisco.runs import RunDir
+from flowdisco.seeding import derive_seed, make_generator
+
+log = logging.getLogger("flowdisco")
+
+METHODS = ("actflow", "rec-f", "rec-nf")
+
+
+@dataclass
+class ExpandConfig:
+    """All settings of an expansion run (defaults, then the domain's, then the caller's)."""
+
+    method: str = "actflow"
+    rounds: int = 20
+    samples_per_round: int = 64
+    warmup_valid: int = 64  # W
+    warmup_batch: int = 256
+    max_warmup_batches: int = 50
+    finetune_steps: int = 250
+    finetune_batch: int = 256
+    finetune_lr: float = 1e-4
+    finetune_weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    sampler_steps: int = 100
+    noise: str = "memoryless"  # noise schedule of the exploration sampler (all methods)
+    noise_scale: float = 1.0
+    guidance_strength: float = 10.0  # λ = 1/β
+    guidance_weighting: str = "g"
+    guidance_max_norm: float | None = None
+    mean_weight: float = 0.0  # 0: task-agnostic (pure uncertainty)
+    representation_time: float = 1.0  # s
+    representation_layer: str | None = None  # None: the raw design
+    surrogate: str = "gp"
+    surrogate_options: dict[str, Any] = field(default_factory=dict)
+    anchor_weight: float = 0.0  # α: replay of the original training data inside UpdateFlow
+    negative_scale: float = 0.0  # c: negative gradient on invalid designs
+    negative_clip: float = 0.1
+    eval_every: int = 10
+    eval_samples: int = 1000
+    eval_valid: int = 500
+    keep_every: int = 0  # keep model snapshots of every k-th round (0: only round 0 and the latest)
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; available: {', '.join(METHODS)}")
+        for name in ("rounds", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        for name in ("samples_per_round", "warmup_valid", "warmup_batch", "max_warmup_batches", "finetune_batch",
+                     "sampler_steps", "eval_samples", "eval_valid"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.finetune_steps < 0:
+            raise ValueError(f"finetune_steps must be ≥ 0, got {self.finetune_steps}")
+        if not 0 <= self.anchor_weight < 1:
+            raise ValueError(f"anchor_weight must be in [0, 1), got {self.anchor_weight}")
+        if self.guidance_strength < 0:
+            raise ValueError(f"guidance_strength must be ≥ 0, got {self.guidance_strength}")
+        if self.guidance_weighting not in WEIGHTINGS:
+            raise ValueError(f"unknown guidance_weighting {self.guidance_weighting!r}; available: {WEIGHTINGS}")
+        if self.surrogate not in SURROGATES:
+            raise ValueError(f"unknown surrogate {self.surrogate!r}; available: {', '.join(SURROGATES)}")
+        NoiseSchedule(self.noise, self.noise_scale)  # validates kind and scale
+        FitConfig(steps=self.finetune_steps, batch_size=self.finetune_batch, lr=self.finetune_lr).validate()
+
+
+def make_config(domain: Domain, **settings: Any) -> ExpandConfig:
+    """ExpandConfig from its defaults, the domain's ``expand_defaults()`` and ``settings``."""
+    allowed = {f.name for f in fields(ExpandConfig)}
+    merged = {**domain.expand_defaults(), **{k: v for k, v in settings.items() if v is not None}}
+    unknown = sorted(set(merged) - allowed)
+    if unknown:
+        raise ValueError(f"unknown expand option(s) {unknown}; available: {', '.join(sorted(allowed))}")
+    cfg = ExpandConfig(**merged)
+    cfg.validate()
+    return cfg
+
+
+@dataclass
+class ExpandRun:
+    """The result: the expanded model, the buffer D, per-round history, where it was written."""
+
+    model: FlowModel
+    buffer: DesignBuffer
+    history: list[dict[str, Any]]
+    config: ExpandConfig
+    run_dir: Path | None = None
+
+    def evaluations(self) -> list[dict[str, Any]]:
+        return [h for h in self.history if "eval" in h]
+
+
+def expand(model: FlowModel | str | os.PathLike, domain: str | Domain, method: str = "actflow", *,
+           rounds: int | None = None, samples_per_round: int | None = None, finetune_steps: int | None = None,
+           seed: int = 0, run_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
+           **options: Any) -> ExpandRun:
+    """Expand a pre-trained flow model's generable set with verifier feedback.
+
+    model: a FlowModel (left untouched; a copy is trained) or a model directory.
+    method: ``actflow`` | ``rec-f`` | ``rec-nf``. Any :class:`ExpandConfig` field can be given as a
+    keyword (e.g. ``guidance_strength=13``); the domain supplies its own defaults.
+    run_dir: writes config.json, metrics.jsonl, state/ (atomic per round), frames/ and plots/;
+    ``resume=True`` continues a killed run from its last committed round.
+    """
+    dom = get_domain(domain)
+    cfg = make_config(dom, method=method, rounds=rounds, samples_per_round=samples_per_round,
+                      finetune_steps=finetune_steps, seed=seed, **options)
+    base = FlowModel.load(model) if isinstance(model, (str, os.PathLike)) else model
+    if tuple(base.shape) != tuple(dom.shape):
+        raise ValueError(f"model designs have shape {base.shape} but domain {dom.name!r} uses {dom.shape}")
+    work = base.clone()
+    run = RunDir(run_dir, resume=resume) if run_dir is not None else None
+    store = RoundStore(run.path / "state", keep_every=cfg.keep_every) if run else None
+    if run is not None:
+        run.write_config({"kind": "expand", "domain": dom.name, "config": asdict(cfg),
+                          "model": {"network": base.network_name, "network_kwargs": base.network_kwargs,
+                                    "source": str(model) if isinstance(model, (str, os.PathLike)) else None}},
+                         device=work.device)
+    return _Loop(work, dom, cfg, run, store, progress).run()
+
+
+class _Loop:
+    def __init__(self, model: FlowModel, dom: Domain, cfg: ExpandConfig, run: RunDir | None,
+                 store: RoundStore | None, progress: bool) -> None:
+        self.model, self.dom, self.cfg, self.run_dir, self.store = model, dom, cfg, run, store
+        self.progress = progress
+        self.schedule = NoiseSchedule(cfg.noise, cfg.noise_scale)
+        self.buffer = DesignBuffer(dom.shape)
+        self.history: list[dict[str, Any]] = []
+        self.reference: torch.Tensor | None = None  # descriptors of the pre-trained model's valid samples
+        self.valid_keys: set | None = None
+
+    def seed(self, *tags: Any) -> int:
+        return derive_seed(self.cfg.seed, *tags)
+
+    # ------------------------------------------------------------------ driver
+    def run(self) -> ExpandRun:
+        start = self._restore()
+        if start is None:
+            self._warmup()
+            start = 0
+        bar = progress_bar(self.cfg.rounds, f"{self.cfg.method} {self.dom.name}", enabled=self.progress,
+                           initial=start)
+        for r in range(start + 1, self.cfg.rounds + 1):
+            self._round(r)
+            last = self.history[-1]
+            bar.set_postfix(valid=f"{last['round_validity']:.2f}", buffer=last["buffer_valid"])
+            bar.update(1)
+        bar.close()
+        if self.run_dir is not None:
+            self._plots()
+        return ExpandRun(self.model, self.buffer, self.history, self.cfg,
+                         self.run_dir.path if self.run_dir else None)
+
+    def _restore(self) -> int | None:
+        if self.store is None or self.store.latest_round() is None:
+            return None
+        r, self.buffer, self.history = self.store.load(self.model.net, self.dom.shape)
+        ref = self.store.dir / "reference.safetensors"
+        self.reference = load_tensors(ref)["descriptors"] if ref.is_file() else None
+        log.info("%s: resuming after round %d (buffer %d designs, %d valid)", self.dom.name, r, len(self.buffer),
+                 self.buffer.n_valid)
+        return r
+
+    # ------------------------------------------------------------------ warm-up (round 0)
+    def _warmup(self) -> None:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        gen = make_generator(self.seed("warmup"))
+        n_valid, batches = 0, 0
+        while n_valid < cfg.warmup_valid and batches < cfg.max_warmup_batches:
+            g = self._sample(cfg.warmup_batch, gen, guidance=None)
+            need = cfg.warmup_valid - n_valid
+            # keep draws up to (and including) the W-th valid design
+            cut = int(np.searchsorted(np.cumsum(g.valid), need) + 1) if g.valid.sum() >= need else len(g)
+            self.buffer.add(g.select(np.arange(cut)), 0)
+            n_valid += int(g.valid[:cut].sum())
+            batches += 1
+        if n_valid == 0:
+            raise RuntimeError(f"the pre-trained model produced no valid {self.dom.name} design in "
+                               f"{batches * cfg.warmup_batch} samples; check the model and the verifier")
+        if n_valid < cfg.warmup_valid:
+            log.warning("warm-up found %d of %d valid designs in %d samples; continuing with them", n_valid,
+                        cfg.warmup_valid, len(self.buffer))
+        n = len(self.buffer)
+        record: dict[str, Any] = {"round": 0, "method": cfg.method, "phase": "warmup", "n_generated": n,
+                                  "round_validity": self.buffer.n_valid / n, "buffer_size": n,
+                                  "buffer_valid": self.buffer.n_valid, "round_seconds": time.perf_counter() - t0}
+        if cfg.eval_every:
+            record["eval"] = self._evaluate(0, set_reference=True)
+        self._commit(0, record)
+
+    # ------------------------------------------------------------------ one round
+    def _round(self, r: int) -> None:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        record: dict[str, Any] = {"round": r, "method": cfg.method}
+        pending = self.store.load_pending_samples(r) if self.store else None
+        if pending is not None:
+            tensors, meta = pending
+            x, mask = tensors["x"], tensors.get("mask")
+            g = Generated(x=x, mask=mask, designs=self.dom.decode_safe(x), valid=tensors["valid"].bool().numpy())
+            record.update({k: v for k, v in meta.items() if k != "sha256"})
+        else:
+            guidance = None
+            if cfg.method == "actflow":
+                ts = time.perf_counter()
+                guidance = self._guidance(r)
+                record["surrogate_seconds"] = time.perf_counter() - ts
+            ts = time.perf_counter()
+            g = self._sample(cfg.samples_per_round, make_generator(self.seed("sample", r)), guidance)
+            record["sample_verify_seconds"] = time.perf_counter() - ts
+            if self.store is not None:
+                self.store.save_pending_samples(r, g, {k: v for k, v in record.items() if k.endswith("seconds")})
+        known = self._valid_keys()
+        new_valid = {self.dom.key(d) for d, v in zip(g.designs, g.valid, strict=True) if v} - known
+        known |= new_valid
+        self.buffer.add(g, r)
+        record.update({"n_generated": len(g), "round_validity": float(np.mean(g.valid)),
+                       "round_new_valid_unique": len(new_valid), "buffer_size": len(self.buffer),
+                       "buffer_valid": self.buffer.n_valid})
+
+        ts = time.perf_counter()
+        record["finetune_loss"] = self._update_flow(r)
+        record["finetune_seconds"] = time.perf_counter() - ts
+        if cfg.eval_every and (r % cfg.eval_every == 0 or r == cfg.rounds):
+            record["eval"] = self._evaluate(r)
+        record["round_seconds"] = time.perf_counter() - t0
+        self._commit(r, record)
+
+    def _valid_keys(self) -> set:
+        """Keys of the valid designs in the buffer (computed once, then kept up to date)."""
+        if self.valid_keys is None:
+            data = self.buffer.data(only_valid=True)["x"]
+            self.valid_keys = {self.dom.key(d) for d in self.dom.decode_safe(data)} if len(data) else set()
+        return self.valid_keys
+
+    def _guidance(self, r: int) -> UncertaintyGuidance:
+        cfg = self.cfg
+        rep = Representation(self.model, cfg.representation_layer, cfg.representation_time)
+        feats = rep.features(self.buffer.x, self.buffer.mask, generator=make_generator(self.seed("phi", r)))
+        surrogate = make_surrogate(cfg.surrogate, **cfg.surrogate_options)
+        surrogate.fit(feats, self.buffer.valid.float(), seed=self.seed("surrogate", r))
+        return UncertaintyGuidance(rep, surrogate, cfg.guidance_strength, cfg.guidance_weighting, cfg.mean_weight,
+                                   generator=make_generator(self.seed("phi-guide", r)),
+                                   max_norm=cfg.guidance_max_norm)
+
+    def _sample(self, n: int, gen: torch.Generator, guidance: UncertaintyGuidance | None) -> Generated:
+        return generate(self.model, self.dom, n, generator=gen, steps=self.cfg.sampler_steps, solver="euler-maruyama",
+                        noise=self.schedule, guidance=guidance)
+
+    def _update_flow(self, r: int) -> float:
+        cfg = self.cfg
+        if cfg.finetune_steps == 0:
+            return float("nan")
+        data = self.buffer.data(only_valid=cfg.method != "rec-nf")
+        if cfg.anchor_weight > 0:
+            data = _with_anchors(data, self.dom, cfg.anchor_weight)
+        negatives = None
+        if cfg.negative_scale > 0 and cfg.method != "rec-nf" and int((~self.buffer.valid).sum()) > 0:
+            negatives = self.buffer.data(only_valid=False, only_invalid=True)
+        fc = FitConfig(steps=cfg.finetune_steps, batch_size=cfg.finetune_batch, lr=cfg.finetune_lr,
+                       weight_decay=cfg.finetune_weight_decay, grad_clip=cfg.grad_clip,
+                       negative_scale=cfg.negative_scale if negatives is not None else 0.0,
+                       negative_clip=cfg.negative_clip, seed=self.seed("fit", r), progress=False,
+                       checkpoint_every=max(50, cfg.finetune_steps // 4), log_every=max(1, cfg.finetune_steps // 5),
+                       desc=f"round {r} update")
+        state = self.store.pending_dir(r) / "fit" if self.store else None
+        res = fit(self.model, data, fc, negatives=negatives, state_dir=state, resume=state is not None)
+        return res.losses[-1] if res.losses else float("nan")
+
+    def _evaluate(self, r: int, set_reference: bool = False) -> dict[str, float]:
+        cfg = self.cfg
+        artifacts: dict[str, torch.Tensor] = {}
+        stats, raw, valid = evaluate(self.model, self.dom, n_samples=cfg.eval_samples, n_valid=cfg.eval_valid,
+                                     seed=self.seed("eval"), steps=cfg.sampler_steps, solver="euler",
+                                     reference_descriptors=self.reference, return_samples=True, artifacts=artifacts)
+        if set_reference and len(valid.designs) >= 2:
+            self.reference = self.dom.descriptors(valid.designs)
+            if self.store is not None:
+                save_tensors(self.store.dir / "reference.safetensors", {"descriptors": self.reference})
+        if self.run_dir is not None:
+            self._frame(r, raw, artifacts)
+        return stats
+
+    def _frame(self, r: int, raw: Generated, artifacts: dict[str, torch.Tensor]) -> None:
+        frames = self.run_dir.path / "frames"
+        frames.mkdir(exist_ok=True)
+        if artifacts:
+            save_tensors(frames / f"round-{r:05d}.safetensors", artifacts)
+        n = self.cfg.eval_samples
+        self.dom.plot_samples(str(frames / f"round-{r:05d}.png"), raw.x[:n], raw.valid[:n],
+                              title=f"{self.cfg.method} round {r}", **artifacts)
+
+    def _commit(self, r: int, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        if self.store is None:
+            return
+        self.store.commit(r, self.model.net, self.buffer, self.history)
+        # metrics.jsonl mirrors the committed history (rewritten atomically: no duplicate rounds on resume)
+        lines = []
+        for h in self.history:
+            flat = {k: v for k, v in h.items() if k != "eval"}
+            flat.update({f"eval_{k}": v for k, v in h.get("eval", {}).items()})
+            lines.append(_json_line({"phase": "expand", **flat}))
+        atomic_write_text(self.run_dir.metrics_path, "".join(lines))
+
+    def _plots(self) -> None:
+        from flowdisco.plotting import plot_curves
+
+        evals = [h for h in self.history if "eval" in h]
+        if not evals:
+            return
+        rounds = [h["round"] for h in evals]
+        keys = [k for k in ("validity", "coverage", "vendi", "novelty", "generable_coverage", "mass_outside")
+                if k in evals[0]["eval"]]
+        for k in keys:
+            plot_curves(self.run_dir.plots / f"{k}.png", rounds, {self.cfg.method: [h["eval"][k] for h in evals]},
+                        xlabel="round", ylabel=k, title=f"{self.dom.name}: {k}")
+
+
+def _with_anchors(data: dict[str, torch.Tensor], dom: Domain, alpha: float) -> dict[str, torch.Tensor]:
+    """Append the training data as anchors; loss weights give them a share α of the objective."""
+    anchors = {"x": dom.training_data()}
+    masks = dom.training_masks()
+    if masks is not None:
+        anchors["mask"] = masks
+    nb, na = data["x"].shape[0], anchors["x"].shape[0]
+    out = {k: torch.cat([data[k], anchors[k]]) for k in data if k in anchors}
+    out["weight"] = torch.cat([torch.full((nb,), (1 - alpha) / nb), torch.full((na,), alpha / na)])
+    return out
+
+
+def _json_line(obj: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(obj, default=float) + "\n"
