@@ -2,6 +2,7 @@
 
     flowdisco demo                       the main job on its embedded default (toy2d)
     flowdisco pretrain DOMAIN            pre-train a flow model, write a run directory
+    flowdisco expand DOMAIN              ActFlow / Rec-F / Rec-NF expansion of a pre-trained model
     flowdisco sample MODEL               draw designs from a saved model
     flowdisco evaluate MODEL             metrics table of a saved model
     flowdisco domains                    list the available domains
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -23,7 +25,7 @@ from flowdisco import __version__
 log = logging.getLogger("flowdisco")
 
 TABLE_KEYS = ["validity", "n_valid", "uniqueness", "coverage", "vendi", "novel_fraction", "novelty",
-              "generable_coverage", "mass_outside", "chambers_reached"]
+              "frechet_to_reference", "generable_coverage", "mass_outside", "chambers_reached"]
 
 
 def _default_threads() -> int:
@@ -66,6 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between resumable checkpoints")
     p.add_argument("--run-dir", default=None, help="run directory (default runs/pretrain-DOMAIN-sSEED)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    _common(p)
+
+    p = sub.add_parser("expand", help="expand a pre-trained model's generable set (ActFlow and baselines)",
+                       description="Continued pre-training with verifier feedback. actflow: uncertainty-guided "
+                                   "exploration + fine-tuning on valid designs; rec-f: fine-tuning on valid own "
+                                   "samples; rec-nf: fine-tuning on all own samples. Same budget for all three.")
+    p.add_argument("domain", help="domain name (see `flowdisco domains`)")
+    p.add_argument("--method", default="actflow", help="actflow | rec-f | rec-nf (default actflow)")
+    p.add_argument("--model", default=None,
+                   help="pre-trained model directory (default: the domain's shipped model, else pre-train one)")
+    p.add_argument("--rounds", type=int, default=None, help="rounds (default: the domain's)")
+    p.add_argument("--samples-per-round", type=int, default=None)
+    p.add_argument("--finetune-steps", type=int, default=None)
+    p.add_argument("--eval-every", type=int, default=None, help="evaluate every k rounds (0: never)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any expand option, e.g. --set guidance_strength=13 --set "
+                        "'surrogate_options={\"lengthscale\": 0.05}' (values are JSON)")
+    p.add_argument("--run-dir", default=None, help="run directory (default runs/expand-DOMAIN-METHOD-sSEED)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir after a crash or kill")
     _common(p)
 
     p = sub.add_parser("sample", help="draw designs from a saved model",
@@ -153,6 +174,66 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_settings(pairs: list[str]) -> dict:
+    """KEY=VALUE pairs; values are read as JSON (numbers, booleans, null, objects), else as strings."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def _pretrained_for(dom, args: argparse.Namespace, run_dir: Path):
+    """The model to expand: --model, else the domain's shipped checkpoint, else pre-train one."""
+    from flowdisco.flow.model import FlowModel
+    from flowdisco.pretrain import pretrain
+
+    if args.model:
+        return FlowModel.load(args.model, map_location=args.device)
+    shipped = dom.pretrained_model_path()
+    if shipped is not None:
+        return FlowModel.load(shipped, map_location=args.device)
+    target = run_dir.parent / f"{run_dir.name}-pretrained"
+    if (target / "model" / "flowdisco_model.json").is_file():
+        print(f"using the pre-trained model in {target}", flush=True)
+        return FlowModel.load(target, map_location=args.device)
+    print(f"no pre-trained {dom.name} model given: pre-training one → {target}", flush=True)
+    return pretrain(dom, seed=args.seed, run_dir=target, resume=(target / "config.json").is_file(),
+                    device=args.device, progress=not args.quiet)
+
+
+def cmd_expand(args: argparse.Namespace) -> int:
+    from flowdisco.domains import get_domain
+    from flowdisco.evaluate import format_table
+    from flowdisco.expand import expand
+
+    dom = get_domain(args.domain)
+    run_dir = Path(args.run_dir or f"runs/expand-{dom.name}-{args.method}-s{args.seed}")
+    settings = parse_settings(args.set)
+    if args.eval_every is not None:
+        settings["eval_every"] = args.eval_every
+    t0 = time.perf_counter()
+    model = _pretrained_for(dom, args, run_dir)
+    run = expand(model, dom, method=args.method, rounds=args.rounds, samples_per_round=args.samples_per_round,
+                 finetune_steps=args.finetune_steps, seed=args.seed, run_dir=run_dir, resume=args.resume,
+                 progress=not args.quiet, **settings)
+    evals = run.evaluations()
+    if evals:
+        first, last = evals[0], evals[-1]
+        rows = {"pre-trained": first["eval"], f"{args.method} r{last['round']}": last["eval"]}
+        print()
+        print(format_table(rows, [k for k in TABLE_KEYS if k in last["eval"]]))
+    print(f"\n{len(run.history) - 1} rounds, buffer {len(run.buffer)} designs ({run.buffer.n_valid} valid) · "
+          f"wall-clock {time.perf_counter() - t0:.1f} s · run directory {run_dir}")
+    print(f"plots: {run_dir / 'plots'} · frames: {run_dir / 'frames'}")
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from flowdisco.flow.model import FlowModel, resolve_model_dir
     from flowdisco.generate import generate
@@ -195,8 +276,8 @@ def cmd_domains(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "pretrain": cmd_pretrain, "sample": cmd_sample, "evaluate": cmd_evaluate,
-            "domains": cmd_domains}
+COMMANDS = {"demo": cmd_demo, "pretrain": cmd_pretrain, "expand": cmd_expand, "sample": cmd_sample,
+            "evaluate": cmd_evaluate, "domains": cmd_domains}
 
 
 def main(argv: list[str] | None = None) -> int:

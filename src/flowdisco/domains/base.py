@@ -83,6 +83,10 @@ class Domain(ABC):
         """Registered network name and keyword arguments for this domain's velocity network."""
         return "mlp", {"shape": list(self.shape), "width": 128, "depth": 3}
 
+    def pretrained_model_path(self) -> str | None:
+        """A shipped pre-trained checkpoint for this domain, if any."""
+        return None
+
     def default_pretrain(self) -> dict:
         """Default FitConfig fields for pre-training on this domain."""
         return {"steps": 2000, "batch_size": 256, "lr": 1e-3}

@@ -162,14 +162,14 @@ def fit(model: TrainableModel, data: Tensor | dict[str, Tensor], config: FitConf
     result = FitResult(ema=ema)
     start = 0
 
+    running, count = 0.0, 0  # loss sum over the current log interval
     state_path = Path(state_dir) if state_dir is not None else None
     if resume and state_path is not None and (state_path / "fit_state.json").is_file():
-        start = _restore(state_path, net, opt, ema, gen, result, config)
+        start, running, count = _restore(state_path, net, opt, ema, gen, result, config)
         result.resumed_from = start
 
     t_start = time.perf_counter()
     bar = progress_bar(config.steps, config.desc, enabled=config.progress, initial=start)
-    running, count = 0.0, 0
     for step in range(start, config.steps):
         for g in opt.param_groups:
             g["lr"] = config.lr_at(step)
@@ -200,12 +200,12 @@ def fit(model: TrainableModel, data: Tensor | dict[str, Tensor], config: FitConf
         bar.update(1)
         if state_path is not None and config.checkpoint_every and done % config.checkpoint_every == 0 \
                 and done < config.steps:
-            _checkpoint(state_path, net, opt, ema, gen, result, done, config)
+            _checkpoint(state_path, net, opt, ema, gen, result, done, config, (running, count))
     bar.close()
     result.steps = config.steps
     result.seconds = time.perf_counter() - t_start
     if state_path is not None and config.steps > start:
-        _checkpoint(state_path, net, opt, ema, gen, result, config.steps, config)
+        _checkpoint(state_path, net, opt, ema, gen, result, config.steps, config, (running, count))
     return result
 
 
@@ -232,9 +232,10 @@ def combine_negative_gradient(g_pos: list[Tensor], g_neg: list[Tensor], c: float
 
 
 def _checkpoint(path: Path, net: nn.Module, opt: torch.optim.Optimizer, ema: PowerEMA | None,
-                gen: torch.Generator, result: FitResult, step: int, config: FitConfig) -> None:
+                gen: torch.Generator, result: FitResult, step: int, config: FitConfig,
+                interval: tuple[float, int]) -> None:
     if dist.is_main():
-        state = {"step": step, "net": net.state_dict(), "opt": opt.state_dict(),
+        state = {"step": step, "net": net.state_dict(), "opt": opt.state_dict(), "interval": list(interval),
                  "ema": ema.state_dict() if ema is not None else None,
                  "generator": gen.get_state(), "losses": list(result.losses),
                  "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}}
@@ -243,7 +244,7 @@ def _checkpoint(path: Path, net: nn.Module, opt: torch.optim.Optimizer, ema: Pow
 
 
 def _restore(path: Path, net: nn.Module, opt: torch.optim.Optimizer, ema: PowerEMA | None,
-             gen: torch.Generator, result: FitResult, config: FitConfig) -> int:
+             gen: torch.Generator, result: FitResult, config: FitConfig) -> tuple[int, float, int]:
     state = load_state(path, "fit_state")
     saved = state.get("config", {})
     for key in ("batch_size", "lr", "seed", "steps"):
@@ -259,4 +260,5 @@ def _restore(path: Path, net: nn.Module, opt: torch.optim.Optimizer, ema: PowerE
         ema.load_state_dict(state["ema"])
     gen.set_state(state["generator"])
     result.losses = list(state.get("losses", []))
-    return int(state["step"])
+    running, count = state.get("interval", [0.0, 0])
+    return int(state["step"]), float(running), int(count)

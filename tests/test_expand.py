@@ -1,0 +1,153 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import flowdisco as fd
+from flowdisco.domains.toy2d import Toy2D
+from flowdisco.expand import loop as loop_module
+from flowdisco.flow.fit import fit as real_fit
+
+FAST = {"samples_per_round": 32, "finetune_steps": 60, "finetune_batch": 64, "sampler_steps": 20,
+        "warmup_valid": 32, "warmup_batch": 64, "eval_every": 0}
+
+
+@pytest.fixture(scope="module")
+def pretrained():
+    return fd.pretrain("toy2d", steps=300, seed=0, progress=False)
+
+
+def _same_run(a, b):
+    for k, v in a.model.net.state_dict().items():
+        assert torch.equal(v, b.model.net.state_dict()[k]), k
+    assert torch.equal(a.buffer.x, b.buffer.x) and torch.equal(a.buffer.valid, b.buffer.valid)
+    strip = [{k: v for k, v in h.items() if not k.endswith("seconds")} for h in a.history]
+    strip_b = [{k: v for k, v in h.items() if not k.endswith("seconds")} for h in b.history]
+    assert strip == strip_b
+
+
+def test_two_round_expand_runs_and_writes_every_file(pretrained, tmp_path):
+    before = {k: v.clone() for k, v in pretrained.net.state_dict().items()}
+    run = fd.expand(pretrained, "toy2d", rounds=2, seed=0, run_dir=tmp_path / "r", progress=False,
+                    **{**FAST, "eval_every": 2, "eval_samples": 200, "eval_valid": 50})
+    d = tmp_path / "r"
+    for f in ("config.json", "metrics.jsonl", "state/LATEST.json", "state/round-00002/model.safetensors",
+              "state/round-00002/buffer.safetensors", "state/round-00002/history.json",
+              "state/reference.safetensors", "frames/round-00000.png", "frames/round-00002.png",
+              "frames/round-00002.safetensors", "plots/generable_coverage.png", "plots/validity.png"):
+        assert (d / f).is_file(), f
+    lines = [json.loads(s) for s in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in lines] == [0, 1, 2]
+    assert 0 < lines[2]["eval_generable_coverage"] <= 1 and "eval_frechet_to_reference" in lines[2]
+    assert len(run.buffer) == lines[2]["buffer_size"] and run.buffer.n_valid >= 32
+    assert not list(d.glob("state/pending-*"))  # committed rounds leave no pending work behind
+    # the caller's model is left untouched; the run's model has moved
+    assert all(torch.equal(v, pretrained.net.state_dict()[k]) for k, v in before.items())
+    assert any(not torch.equal(v, run.model.net.state_dict()[k]) for k, v in before.items())
+
+
+class Killed(BaseException):  # not an Exception: passes through the verifier's error handling
+    pass
+
+
+class KillingToy(Toy2D):
+    def __init__(self, kill_at_call):
+        super().__init__()
+        self.calls, self.kill_at_call = 0, kill_at_call
+
+    def verify(self, designs):
+        self.calls += 1
+        if self.calls == self.kill_at_call:
+            raise Killed
+        return super().verify(designs)
+
+
+@pytest.mark.parametrize("phase", ["sampling", "finetune-start", "finetune-mid"])
+def test_killed_run_resumes_to_the_uninterrupted_result(pretrained, tmp_path, monkeypatch, phase):
+    reference = fd.expand(pretrained, "toy2d", rounds=2, seed=3, progress=False, **FAST)
+    d = tmp_path / "r"
+    if phase == "sampling":
+        dom = KillingToy(kill_at_call=3)  # warm-up: 1 batch call, round 1: 1, round 2: killed
+        with pytest.raises(Killed):
+            fd.expand(pretrained, dom, rounds=2, seed=3, run_dir=d, progress=False, **FAST)
+    else:
+        def killing_fit(model, data, config, **kw):
+            if config.desc == "round 2 update":
+                if phase == "finetune-start":
+                    raise Killed
+                def on_log(rec):
+                    if rec["step"] > 50:  # after the checkpoint at step 50
+                        raise Killed
+                kw["on_log"] = on_log
+            return real_fit(model, data, config, **kw)
+
+        monkeypatch.setattr(loop_module, "fit", killing_fit)
+        with pytest.raises(Killed):
+            fd.expand(pretrained, "toy2d", rounds=2, seed=3, run_dir=d, progress=False, **FAST)
+        monkeypatch.setattr(loop_module, "fit", real_fit)
+        assert (d / "state" / "pending-00002" / "samples.json").is_file()
+    assert json.loads((d / "state" / "LATEST.json").read_text())["round"] == 1
+    resumed = fd.expand(pretrained, "toy2d", rounds=2, seed=3, run_dir=d, resume=True, progress=False, **FAST)
+    _same_run(reference, resumed)
+
+
+def test_resume_refuses_other_settings(pretrained, tmp_path):
+    d = tmp_path / "r"
+    fd.expand(pretrained, "toy2d", rounds=1, seed=0, run_dir=d, progress=False, **FAST)
+    with pytest.raises(fd.runs.RunDirError, match="configuration differs"):
+        fd.expand(pretrained, "toy2d", rounds=1, seed=0, run_dir=d, resume=True, progress=False,
+                  **{**FAST, "samples_per_round": 16})
+
+
+class FlakyToy(Toy2D):
+    """A verifier that crashes on every design in the left half-plane."""
+
+    def verify(self, designs):
+        out = []
+        for x, y in designs:
+            if x < 0:
+                raise RuntimeError("simulated verifier crash")
+            out.append(bool(super().verify([(x, y)])[0]))
+        return out
+
+
+def test_a_verifier_that_raises_does_not_stop_the_run(pretrained, caplog):
+    run = fd.expand(pretrained, FlakyToy(), rounds=2, seed=0, progress=False,
+                    **{**FAST, "guidance_strength": 60.0})
+    assert len(run.history) == 3
+    left = run.buffer.x[:, 0] < 0
+    assert left.any(), "guidance should reach the left half-plane in this setting"
+    assert not run.buffer.valid[left].any()  # crashed verifications count invalid
+    assert "verifier raised" in caplog.text
+
+
+def test_method_switches(pretrained):
+    runs = {m: fd.expand(pretrained, "toy2d", method=m, rounds=1, seed=0, progress=False, **FAST)
+            for m in fd.expand.__globals__["METHODS"]}
+    rf, rnf, act = runs["rec-f"], runs["rec-nf"], runs["actflow"]
+    # same seeds and no guidance: the baselines draw the very same designs
+    assert torch.equal(rf.buffer.x, rnf.buffer.x)
+    # guidance changes what actflow draws in round 1 (the warm-up is shared)
+    w = int((act.buffer.round == 0).sum())
+    assert torch.equal(act.buffer.x[:w], rf.buffer.x[:w])
+    assert not torch.equal(act.buffer.x[w:], rf.buffer.x[w:])
+    # rec-nf trains on invalid designs too, so its weights differ from rec-f's when any exist
+    if (~rf.buffer.valid).any():
+        assert any(not torch.equal(a, b) for a, b in zip(rf.model.net.parameters(), rnf.model.net.parameters(),
+                                                         strict=True))
+
+
+def test_bad_settings_name_the_problem(pretrained):
+    with pytest.raises(ValueError, match="unknown method 'bogus'"):
+        fd.expand(pretrained, "toy2d", method="bogus", rounds=1)
+    with pytest.raises(ValueError, match="unknown expand option"):
+        fd.expand(pretrained, "toy2d", rounds=1, lambda_=3)
+    with pytest.raises(ValueError, match="anchor_weight"):
+        fd.expand(pretrained, "toy2d", rounds=1, anchor_weight=1.5)
+
+
+def test_anchor_replay_and_negative_gradient_run(pretrained):
+    run = fd.expand(pretrained, "toy2d", rounds=1, seed=0, progress=False,
+                    **{**FAST, "anchor_weight": 0.3, "negative_scale": 0.005})
+    assert np.isfinite(run.history[-1]["finetune_loss"])

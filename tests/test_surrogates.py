@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from flowdisco.expand.surrogates import EnsembleSurrogate, GPSurrogate, greedy_subset, make_surrogate
+
+NEAR = torch.tensor([[0.0, 0.0], [0.05, 0.0]])
+FAR = torch.tensor([[2.0, 2.0]])
+
+
+def test_gp_variance_falls_where_data_are_added_and_stays_high_far_away():
+    gp = GPSurrogate(lengthscale=0.1, subset_radius=0)
+    before = gp.fit(torch.tensor([[1.0, 1.0]]), None).variance(NEAR)
+    after = gp.fit(torch.cat([torch.tensor([[1.0, 1.0]]), NEAR]), None).variance(NEAR)
+    assert (before > 0.99).all() and (after < 1e-3).all()
+    assert gp.variance(FAR).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_gp_variance_ignores_labels():
+    x = torch.rand(30, 2)
+    a = GPSurrogate(0.1).fit(x, torch.zeros(30)).variance(NEAR)
+    b = GPSurrogate(0.1).fit(x, torch.ones(30)).variance(NEAR)
+    assert torch.equal(a, b)
+
+
+def test_representative_subset_approximates_the_exact_gp():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3000, 2, generator=g) * 0.3
+    exact = GPSurrogate(0.08, subset_radius=0).fit(x)
+    approx = GPSurrogate(0.08).fit(x)  # subset at radius ℓ/8
+    assert approx.points.shape[0] < 0.8 * x.shape[0]
+    q = torch.rand(2000, 2, generator=g) * 2 - 1
+    # fewer conditioning points can only raise the variance, and by little
+    diff = approx.variance(q) - exact.variance(q)
+    assert diff.min() > -1e-6
+    assert diff.max() < 0.1 and diff.mean() < 0.005
+
+
+def test_greedy_subset_keeps_far_points_and_caps():
+    x = torch.tensor([[0.0, 0.0], [0.01, 0.0], [1.0, 0.0], [2.0, 0.0]])
+    assert greedy_subset(x, 0.1).tolist() == [0, 2, 3]
+    assert greedy_subset(x, 0.1, max_points=2).numel() == 2
+
+
+def test_gp_uncertainty_is_differentiable():
+    gp = GPSurrogate(0.1).fit(NEAR)
+    q = torch.tensor([[0.1, 0.1]], requires_grad=True)
+    gp.uncertainty(q).sum().backward()
+    assert q.grad is not None and q.grad.norm() > 0
+
+
+def test_ensemble_is_uncertain_far_from_its_data_and_deterministic():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(300, 2, generator=g) * 0.5
+    y = (x[:, 0] > 0.25).float()
+    ens = EnsembleSurrogate(max_steps=300).fit(x, y, seed=1)
+    near = ens.uncertainty(x[:50]).mean()
+    far = ens.uncertainty(torch.rand(50, 2, generator=g) * 2 + 4).mean()
+    assert far > 3 * near
+    again = EnsembleSurrogate(max_steps=300).fit(x, y, seed=1)
+    assert torch.equal(ens.uncertainty(x[:5]), again.uncertainty(x[:5]))
+    assert len(ens.members) == 5
+
+
+def test_unknown_surrogate_lists_the_options():
+    with pytest.raises(ValueError, match="available: gp, ensemble"):
+        make_surrogate("forest")
