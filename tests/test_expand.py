@@ -6,6 +6,7 @@ import torch
 
 import flowdisco as fd
 from flowdisco.domains.toy2d import Toy2D
+from flowdisco.expand import METHODS
 from flowdisco.expand import loop as loop_module
 from flowdisco.flow.fit import fit as real_fit
 
@@ -124,7 +125,7 @@ def test_a_verifier_that_raises_does_not_stop_the_run(pretrained, caplog):
 
 def test_method_switches(pretrained):
     runs = {m: fd.expand(pretrained, "toy2d", method=m, rounds=1, seed=0, progress=False, **FAST)
-            for m in fd.expand.__globals__["METHODS"]}
+            for m in METHODS}
     rf, rnf, act = runs["rec-f"], runs["rec-nf"], runs["actflow"]
     # same seeds and no guidance: the baselines draw the very same designs
     assert torch.equal(rf.buffer.x, rnf.buffer.x)

@@ -9,11 +9,11 @@
 __version__ = "0.1.0"
 
 from flowdisco import domains, metrics
-from flowdisco.evaluate import evaluate
+from flowdisco.evaluate import evaluate, format_table
 from flowdisco.expand import expand
 from flowdisco.flow import FitConfig, FlowModel, NoiseSchedule, fit
 from flowdisco.io import CheckpointError
 from flowdisco.pretrain import pretrain
 
 __all__ = ["CheckpointError", "FitConfig", "FlowModel", "NoiseSchedule", "__version__", "domains", "evaluate",
-           "expand", "fit", "metrics", "pretrain"]
+           "expand", "fit", "format_table", "metrics", "pretrain"]
