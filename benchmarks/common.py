@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -30,11 +31,9 @@ def machine() -> dict[str, Any]:
     info = {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "device": "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
-    try:
+    with contextlib.suppress(OSError):
         info["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                             text=True, cwd=Path(__file__).parent).stdout.strip()
-    except OSError:
-        pass
     return info
 
 
@@ -50,6 +49,10 @@ def write_result(name: str, payload: dict[str, Any], started: float) -> Path:
     return path
 
 
-def mean_std(xs: list[float]) -> dict[str, float]:
+def mean_std(xs: list[float | None]) -> dict[str, float] | None:
+    """Mean, std, min, max over the values that exist (None: not measured); None if none exist."""
+    xs = [float(x) for x in xs if x is not None]
+    if not xs:
+        return None
     return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0,
             "min": min(xs), "max": max(xs), "n": len(xs)}

@@ -14,10 +14,11 @@ import argparse
 import time
 
 import torch
-from common import RESULTS, mean_std, write_result
 
+from common import RESULTS, mean_std, write_result
 from flowdisco import FlowModel
 from flowdisco.flow.solvers import solve_ode
+from flowdisco.plotting import save_figure, subplots
 from flowdisco.pretrain import pretrain
 
 
@@ -94,12 +95,7 @@ def main() -> None:
 
 
 def _plot(rows: list[dict], batch_sizes: list[int]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=110)
+    fig, ax = subplots(figsize=(4.5, 3.2), dpi=110)
     for i, bs in enumerate(batch_sizes):
         r = [row["throughput_ratio_ours_over_theirs"]["mean"] for row in rows if row["batch_size"] == bs]
         ax.scatter([i] * len(r), r, color="#1d3557")
@@ -109,9 +105,7 @@ def _plot(rows: list[dict], batch_sizes: list[int]) -> None:
     ax.set_ylabel("throughput flowdisco / flow_matching")
     ax.set_title("Euler sampler, same network (dots: seeds)", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(RESULTS / "sampler.png")
-    plt.close(fig)
+    save_figure(fig, RESULTS / "sampler.png")
 
 
 if __name__ == "__main__":

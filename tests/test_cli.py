@@ -15,18 +15,20 @@ def test_readme_main_job_runs_end_to_end_at_tiny_size(tmp_path):
     # The same entry point `make run` calls, as a subprocess, with tiny settings.
     exe = Path(sys.executable).parent / "flowdisco"
     run = tmp_path / "demo"
-    out = subprocess.run([str(exe), "demo", "--steps", "40", "--n-samples", "200", "--n-valid", "50",
-                          "--run-dir", str(run), *TINY], capture_output=True, text=True, timeout=300,
+    out = subprocess.run([str(exe), "demo", "--steps", "40", "--rounds", "2", "--n-samples", "200", "--n-valid",
+                          "50", "--run-dir", str(run), *TINY], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "MPLBACKEND": "Agg"})
     assert out.returncode == 0, out.stderr
-    assert "generable_coverage" in out.stdout and "validity" in out.stdout
-    for f in ("config.json", "metrics.jsonl", "model/flowdisco_model.json", "model/model.safetensors",
-              "plots/samples.png", "checkpoints/fit_state.json"):
+    for word in ("pre-trained", "rec-f", "actflow", "generable_coverage", "validity"):
+        assert word in out.stdout
+    for f in ("pretrained/config.json", "pretrained/model/flowdisco_model.json", "pretrained/model/model.safetensors",
+              "pretrained/checkpoints/fit_state.json", "actflow/config.json", "actflow/metrics.jsonl",
+              "actflow/state/LATEST.json", "rec-f/frames/round-00002.png", "generable_sets.png"):
         assert (run / f).is_file(), f
-    cfg = json.loads((run / "config.json").read_text())
+    cfg = json.loads((run / "pretrained" / "config.json").read_text())
     assert cfg["domain"] == "toy2d" and cfg["provenance"]["command"].startswith("flowdisco demo")
-    phases = [json.loads(line)["phase"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert "pretrain" in phases and phases[-1] == "evaluate"
+    rounds = [json.loads(line)["round"] for line in (run / "actflow" / "metrics.jsonl").read_text().splitlines()]
+    assert rounds == [0, 1, 2]
 
 
 def test_pretrain_sample_evaluate(tmp_path, capsys):

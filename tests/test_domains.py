@@ -66,3 +66,24 @@ def test_domain_metric_hooks_on_hand_sets(toy):
     d = torch.tensor([[0.0, 0.0], [0.05, 0.0], [1.0, 0.0]])
     assert toy.coverage(d) == 2  # the first two are within 0.1
     assert np.isclose(toy.vendi(torch.tensor([[0.0, 0.0], [10.0, 0.0]])), 2.0)
+
+
+class Hanging(Flaky):
+    verify_timeout = 0.2
+
+    def verify(self, designs):
+        import time
+
+        if any(d[0] < 0 for d in designs):
+            time.sleep(30)  # a hung verifier
+        return [d[0] > 0.5 for d in designs]
+
+
+def test_a_hanging_verifier_costs_the_design_not_the_run(caplog):
+    import time
+
+    t0 = time.perf_counter()
+    flags = Hanging().check([[1.0, 0], [-1.0, 0], [0.0, 0]])
+    assert flags.tolist() == [True, False, False]
+    assert time.perf_counter() - t0 < 5
+    assert "took longer" in caplog.text

@@ -35,6 +35,7 @@ def test_two_round_expand_runs_and_writes_every_file(pretrained, tmp_path):
     d = tmp_path / "r"
     for f in ("config.json", "metrics.jsonl", "state/LATEST.json", "state/round-00002/model.safetensors",
               "state/round-00002/buffer.safetensors", "state/round-00002/history.json",
+              "state/round-00002/surrogate_inputs.safetensors",
               "state/reference.safetensors", "frames/round-00000.png", "frames/round-00002.png",
               "frames/round-00002.safetensors", "plots/generable_coverage.png", "plots/validity.png"):
         assert (d / f).is_file(), f

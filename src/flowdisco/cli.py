@@ -5,6 +5,8 @@
     flowdisco expand DOMAIN              ActFlow / Rec-F / Rec-NF expansion of a pre-trained model
     flowdisco sample MODEL               draw designs from a saved model
     flowdisco evaluate MODEL             metrics table of a saved model
+    flowdisco dit train|sample|evaluate  the MP-DiT image experiment on digits
+    flowdisco dit classifier             (re)train the digits evaluation classifier
     flowdisco domains                    list the available domains
 """
 
@@ -47,10 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flowdisco {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="the main job: pre-train on the 2-D toy, sample, table and plot",
-                       description="Pre-train a flow model on the toy2d domain, sample it, print a metrics "
-                                   "table and write plots. No arguments needed.")
+    p = sub.add_parser("demo", help="the main job: pre-train on the 2-D toy, expand with ActFlow and Rec-F",
+                       description="Pre-train a flow model on the toy2d domain, expand its generable set with "
+                                   "ActFlow and with Rec-F under the same budget, print a before/after table and "
+                                   "write plots. No arguments needed.")
     p.add_argument("--steps", type=int, default=None, help="pre-training steps (default: the domain's)")
+    p.add_argument("--rounds", type=int, default=15, help="expansion rounds per method (default 15)")
     p.add_argument("--n-samples", type=int, default=1000, help="raw samples for validity (default 1000)")
     p.add_argument("--n-valid", type=int, default=500, help="valid samples for set metrics (default 500)")
     p.add_argument("--run-dir", default=None, help="run directory (default runs/demo-<time>)")
@@ -112,7 +116,58 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     sub.add_parser("domains", help="list the available domains", description="List the available domains.")
+    _dit_parsers(sub)
     return parser
+
+
+def _dit_parsers(sub: argparse._SubParsersAction) -> None:
+    from flowdisco.images.dit import CONFIGS
+    from flowdisco.nn.dit import SIZES
+
+    dit = sub.add_parser("dit", help="the MP-DiT image experiment on digits (train, sample, evaluate)",
+                         description="Magnitude-preserving DiT with rotation modulation vs the standard DiT, "
+                                     "trained by flow matching on scikit-learn's 8×8 digits.")
+    dsub = dit.add_subparsers(dest="dit_command", metavar="DIT_COMMAND")
+    p = dsub.add_parser("train", help="train a class-conditional DiT on digits",
+                        description="Flow-matching training of a DiT on digits through the shared training loop, "
+                                    "with power-function EMA and label dropout; logs the per-block activation "
+                                    "RMS and weight norms; writes a sample grid.")
+    p.add_argument("--config", default="mp-adaln", choices=sorted(CONFIGS), help="network configuration")
+    p.add_argument("--size", default="tiny", choices=sorted(SIZES))
+    p.add_argument("--patch", type=int, default=2)
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=None, help="default: 1e-2 (MP) / 1e-3 (baseline)")
+    p.add_argument("--ema", type=float, default=0.05, metavar="SIGMA_REL")
+    p.add_argument("--run-dir", default=None, help="default runs/dit-CONFIG-sSEED")
+    p.add_argument("--resume", action="store_true")
+    _common(p)
+    p = dsub.add_parser("sample", help="class-conditional samples as an image grid",
+                        description="Draw class-conditional samples (with classifier-free guidance) as a PNG grid "
+                                    "(one row per class) and a safetensors file of the images.")
+    p.add_argument("model", help="model or run directory")
+    p.add_argument("--n-per-class", type=int, default=10)
+    p.add_argument("--cfg-scale", type=float, default=1.0, help="guidance scale ω (1: no guidance)")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--solver", default="heun", choices=["euler", "heun"])
+    p.add_argument("--out", default=None, help="PNG path (default MODEL/../samples-cfgW.png)")
+    _common(p)
+    p = dsub.add_parser("evaluate", help="classifier-FD, KID, class accuracy, held-out loss",
+                        description="Metrics from the in-project digits classifier (proxies, not FID) and the "
+                                    "held-out flow-matching loss at fixed t.")
+    p.add_argument("model", help="model or run directory")
+    p.add_argument("--n-per-class", type=int, default=100)
+    p.add_argument("--cfg-scale", type=float, default=1.0)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--solver", default="heun", choices=["euler", "heun"])
+    p.add_argument("--json", default=None)
+    _common(p)
+    p = dsub.add_parser("classifier", help="(re)train the digits evaluation classifier",
+                        description="Train the small CNN whose features define classifier-FD and KID; records its "
+                                    "held-out accuracy next to the weights.")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--out", default=None, help="output directory (default: the shipped asset directory)")
+    _common(p)
 
 
 def _setup(args: argparse.Namespace) -> None:
@@ -131,31 +186,53 @@ def _domain_for(model, name: str | None):
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job: pre-train on the toy, expand with ActFlow and with Rec-F, compare."""
     from flowdisco.domains import get_domain
-    from flowdisco.evaluate import evaluate, format_table
+    from flowdisco.evaluate import format_table
+    from flowdisco.expand import expand
     from flowdisco.pretrain import pretrain
-    from flowdisco.runs import RunDir
 
     run_dir = Path(args.run_dir or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     dom = get_domain("toy2d")
     t0 = time.perf_counter()
-    print(f"flowdisco demo: pre-training a flow model on toy2d ({len(dom.training_data())} training points "
-          f"in one chamber of a ring-shaped valid set) → {run_dir}", flush=True)
-    model = pretrain(dom, steps=args.steps, seed=args.seed, run_dir=run_dir, device=args.device,
+    print(f"flowdisco demo → {run_dir}\n1/3 pre-training a flow model on toy2d: {len(dom.training_data())} points "
+          "in one chamber of a ring-shaped valid set Ω*", flush=True)
+    model = pretrain(dom, steps=args.steps, seed=args.seed, run_dir=run_dir / "pretrained", device=args.device,
                      progress=not args.quiet, checkpoint_every=500)
-    stats, raw, _valid = evaluate(model, dom, n_samples=args.n_samples, n_valid=args.n_valid, seed=args.seed,
-                                 return_samples=True)
-    run = RunDir(run_dir, resume=True)
-    run.log({"phase": "evaluate", **stats})
-    density = dom.density_grid(model)
-    plot = run.plots / "samples.png"
-    dom.plot_samples(str(plot), raw.x[: args.n_samples], raw.valid[: args.n_samples], density=density,
-                     title=f"pre-trained: validity {stats['validity']:.3f}, "
-                           f"generable coverage {stats['generable_coverage']:.3f}")
+    rows, runs = {}, {}
+    for i, method in enumerate(("rec-f", "actflow"), start=2):
+        print(f"{i}/3 expanding with {method}: {args.rounds} rounds × 64 samples, verifier feedback", flush=True)
+        runs[method] = expand(model, dom, method=method, rounds=args.rounds, seed=args.seed,
+                              eval_every=max(1, args.rounds // 3), eval_samples=args.n_samples,
+                              eval_valid=args.n_valid, run_dir=run_dir / method, progress=not args.quiet)
+        rows.setdefault("pre-trained", runs[method].evaluations()[0]["eval"])
+        rows[method] = runs[method].evaluations()[-1]["eval"]
+    plot = run_dir / "generable_sets.png"
+    _demo_plot(plot, dom, run_dir, args.rounds)
     print()
-    print(format_table({"pre-trained": stats}, [k for k in TABLE_KEYS if k in stats]))
-    print(f"\nwall-clock {time.perf_counter() - t0:.1f} s · run directory {run_dir} · plot {plot}")
+    print(format_table(rows, [k for k in TABLE_KEYS if k in rows["actflow"]]))
+    gain = rows["actflow"]["generable_coverage"] / max(rows["pre-trained"]["generable_coverage"], 1e-9)
+    print(f"\nActFlow made {gain:.1f}× more of Ω* generable than the pre-trained model "
+          f"({rows['actflow']['chambers_reached']:.0f} of 3 chambers reached); Rec-F: "
+          f"{rows['rec-f']['generable_coverage'] / max(rows['pre-trained']['generable_coverage'], 1e-9):.1f}×.")
+    print(f"wall-clock {time.perf_counter() - t0:.1f} s · run directory {run_dir} · plot {plot}")
     return 0
+
+
+def _demo_plot(path: Path, dom, run_dir: Path, rounds: int) -> None:
+    from flowdisco.domains.toy2d import GRID
+    from flowdisco.io import load_tensors
+    from flowdisco.plotting import plot_toy_frame, save_figure, subplots
+
+    fig, axes = subplots(1, 3, figsize=(10.5, 3.8), dpi=110)
+    panels = [("pre-trained", run_dir / "actflow" / "frames" / "round-00000"),
+              (f"Rec-F, round {rounds}", run_dir / "rec-f" / "frames" / f"round-{rounds:05d}"),
+              (f"ActFlow, round {rounds}", run_dir / "actflow" / "frames" / f"round-{rounds:05d}")]
+    for ax, (title, stem) in zip(axes, panels, strict=True):
+        density = load_tensors(stem.with_suffix(".safetensors"))["density"].reshape(GRID, GRID)
+        plot_toy_frame(None, dom, density=density, title=title, ax=ax)
+    fig.suptitle("generable set {p ≥ 0.01} (orange) over the valid set Ω* (grey)", fontsize=10)
+    save_figure(fig, path)
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -276,7 +353,78 @@ def cmd_domains(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "pretrain": cmd_pretrain, "expand": cmd_expand, "sample": cmd_sample,
+def cmd_dit(args: argparse.Namespace) -> int:
+    from flowdisco.evaluate import format_table
+    from flowdisco.flow.model import FlowModel, resolve_model_dir
+    from flowdisco.images import dit as dit_exp
+    from flowdisco.plotting import image_grid
+
+    if args.dit_command == "train":
+        from flowdisco.domains import get_domain
+        from flowdisco.pretrain import pretrain
+
+        dom = get_domain("digits")
+        kwargs = dit_exp.network_kwargs(args.config, size=args.size, patch=args.patch)
+        lr = args.lr if args.lr is not None else (1e-3 if kwargs["kind"] == "baseline" else 1e-2)
+        run_dir = Path(args.run_dir or f"runs/dit-{args.config}-s{args.seed}")
+        probe_y = torch.arange(10).repeat(4)
+        probe_x = dom.training_data()[:40]
+        probe_t = torch.linspace(0.05, 0.95, 40)
+
+        def mechanism(rec: dict, trained) -> None:  # per-block activation RMS and weight norms
+            rec.update(dit_exp.block_mechanism(trained.net, probe_x, probe_t, probe_y))
+
+        t0 = time.perf_counter()
+        model = pretrain(dom, steps=args.steps, seed=args.seed, run_dir=run_dir, resume=args.resume,
+                         network="dit", network_kwargs=kwargs, device=args.device, progress=not args.quiet,
+                         on_log=mechanism, batch_size=args.batch_size, lr=lr, ema_sigma_rel=args.ema,
+                         checkpoint_every=500, log_every=100)
+        grid = run_dir / "samples.png"
+        image_grid(grid, dit_exp.sample_images(model, dit_exp.class_labels(10), seed=args.seed), nrow=10,
+                   title=f"{args.config}, {args.steps} steps (EMA)")
+        n_params = sum(p.numel() for p in model.net.parameters())
+        print(format_table({args.config: {"parameters": float(n_params), "lr": lr,
+                                          "seconds": time.perf_counter() - t0}}))
+        print(f"model → {run_dir / 'model'} · samples → {grid}")
+        return 0
+    if args.dit_command == "classifier":
+        from flowdisco.images.classifier import save_classifier, shipped_classifier_dir, train_classifier
+
+        out = Path(args.out) if args.out else shipped_classifier_dir()
+        net, info = train_classifier(seed=args.seed, epochs=args.epochs, progress=not args.quiet)
+        save_classifier(net, info, out)
+        print(format_table({"digits classifier": info}))
+        print(f"saved to {out}")
+        return 0
+    if args.dit_command in ("sample", "evaluate"):
+        model = FlowModel.load(args.model, map_location=args.device)
+        if model.num_classes == 0:
+            raise ValueError(f"{args.model} is not a class-conditional image model")
+        cfg = None if args.cfg_scale == 1.0 else args.cfg_scale
+        if args.dit_command == "sample":
+            labels = dit_exp.class_labels(args.n_per_class)
+            x = dit_exp.sample_images(model, labels, cfg_scale=cfg, steps=args.steps, solver=args.solver,
+                                      seed=args.seed)
+            out = Path(args.out or resolve_model_dir(args.model).parent / f"samples-cfg{args.cfg_scale:g}.png")
+            image_grid(out, x.reshape(10, args.n_per_class, 1, 8, 8).reshape(-1, 1, 8, 8), nrow=args.n_per_class,
+                       title=f"ω = {args.cfg_scale:g}")
+            from flowdisco.io import save_tensors
+
+            save_tensors(out.with_suffix(".safetensors"), {"images": x, "labels": labels})
+            print(f"{len(labels)} samples → {out}")
+            return 0
+        stats = dit_exp.evaluate_images(model, cfg_scale=cfg, n_per_class=args.n_per_class, steps=args.steps,
+                                        solver=args.solver, seed=args.seed)
+        print(format_table({f"ω = {args.cfg_scale:g}": stats}))
+        if args.json:
+            from flowdisco.io import atomic_write_json
+
+            atomic_write_json(args.json, {"model": str(args.model), "cfg_scale": args.cfg_scale, **stats})
+        return 0
+    raise ValueError("choose a dit command: train, sample, evaluate or classifier (see flowdisco dit --help)")
+
+
+COMMANDS = {"demo": cmd_demo, "dit": cmd_dit, "pretrain": cmd_pretrain, "expand": cmd_expand, "sample": cmd_sample,
             "evaluate": cmd_evaluate, "domains": cmd_domains}
 
 

@@ -19,6 +19,19 @@ def _plt():
     return plt
 
 
+def subplots(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """matplotlib's subplots on the Agg backend (no display needed)."""
+    return _plt().subplots(*args, **kwargs)
+
+
+def save_figure(fig: Any, path: str | Path) -> None:
+    """Lay out, write as PNG (creating the folder) and free the figure."""
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    _plt().close(fig)
+
+
 def plot_toy_frame(path: str | Path, domain: Any, samples: Tensor | None = None, valid: np.ndarray | None = None,
                    density: Tensor | None = None, title: str = "", ax: Any = None) -> None:
     """Ω* in grey, the generable set {p_θ ≥ τ} as a filled contour, samples as dots (valid blue,
@@ -51,10 +64,7 @@ def plot_toy_frame(path: str | Path, domain: Any, samples: Tensor | None = None,
     if title:
         ax.set_title(title, fontsize=9)
     if own:
-        fig.tight_layout()
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-        plt.close(fig)
+        save_figure(fig, path)
 
 
 def plot_curves(path: str | Path, x: Sequence[float], series: dict[str, Sequence[float]], *, xlabel: str,
@@ -77,7 +87,22 @@ def plot_curves(path: str | Path, x: Sequence[float], series: dict[str, Sequence
     if len(series) > 1:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
+
+
+def image_grid(path: str | Path, images: Tensor, nrow: int = 10, title: str = "",
+               row_labels: Sequence[str] = ()) -> None:
+    """Images [N, 1, H, W] in [−1, 1] as a grid PNG, ``nrow`` per row."""
+    n = images.shape[0]
+    rows = (n + nrow - 1) // nrow
+    fig, axes = subplots(rows, nrow, figsize=(nrow * 0.6, rows * 0.6 + (0.3 if title else 0)), dpi=110,
+                         squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i < n:
+            ax.imshow(images[i, 0].numpy(), cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
+    for r, label in enumerate(row_labels):
+        axes[r, 0].set_title(label, fontsize=6, loc="left")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    save_figure(fig, path)

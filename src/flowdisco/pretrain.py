@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -22,19 +23,22 @@ def build_model(domain: Domain, seed: int = 0, network: str | None = None,
     if network is not None:
         name, kwargs = network, {}
     kwargs = {**kwargs, **(network_kwargs or {})}
+    extra = {"num_classes": domain.num_classes, "label_dropout": domain.label_dropout} if domain.num_classes else {}
     with seeded(seed):
-        return FlowModel(name, kwargs, domain.shape, domain=domain.name)
+        return FlowModel(name, kwargs, domain.shape, domain=domain.name, extra=extra)
 
 
 def pretrain(domain: str | Domain, *, steps: int | None = None, seed: int = 0,
              run_dir: str | os.PathLike | None = None, resume: bool = False,
              network: str | None = None, network_kwargs: dict | None = None,
-             device: str | torch.device = "cpu", progress: bool = True, **fit_kwargs: Any) -> FlowModel:
+             device: str | torch.device = "cpu", progress: bool = True,
+             on_log: Callable[[dict, FlowModel], None] | None = None, **fit_kwargs: Any) -> FlowModel:
     """Pre-train a flow model on ``domain``'s data.
 
     Defaults come from ``domain.default_pretrain()``; ``steps`` and any FitConfig field override
     them. With ``run_dir`` the run writes config.json, metrics.jsonl, resumable checkpoints and the
-    final model (``run_dir/model``); ``resume=True`` continues a killed run.
+    final model (``run_dir/model``); ``resume=True`` continues a killed run. ``on_log(record, model)``
+    is called at every log step (record: step, loss, lr) and may add fields (logged with it).
     """
     dom = get_domain(domain)
     allowed = {f.name for f in fields(FitConfig)}
@@ -52,13 +56,23 @@ def pretrain(domain: str | Domain, *, steps: int | None = None, seed: int = 0,
     masks = dom.training_masks()
     if masks is not None:
         data["mask"] = masks
+    labels = dom.training_conditions()
+    if labels is not None:
+        data["cond"] = labels
     run = RunDir(run_dir, resume=resume) if run_dir is not None else None
     if run is not None:
         run.write_config({"kind": "pretrain", "domain": dom.name, "seed": seed,
                           "network": model.network_name, "network_kwargs": model.network_kwargs,
                           "fit": {k: v for k, v in asdict(cfg).items() if k != "progress"}}, device=device)
-    fit(model, data, cfg, state_dir=run.checkpoints if run else None, resume=resume,
-        on_log=(lambda rec: run.log({"phase": "pretrain", **rec})) if run else None)
+    def log_step(rec: dict) -> None:
+        if on_log is not None:
+            on_log(rec, model)
+        if run is not None:
+            run.log({"phase": "pretrain", **rec})
+
+    result = fit(model, data, cfg, state_dir=run.checkpoints if run else None, resume=resume, on_log=log_step)
+    if result.ema is not None:  # the model to sample from is the EMA of the weights
+        model.net.load_state_dict(result.ema.net.state_dict())
     if run is not None:
         model.save(run.model_dir)
     return model

@@ -12,7 +12,13 @@ class UnknownNameError(ValueError):
     """An unknown domain (or other registry) name; the message lists the valid ones."""
 
 
-_DOMAINS: dict[str, Callable[..., Domain]] = {"toy2d": Toy2D}
+def _digits(**kwargs: object) -> Domain:
+    from flowdisco.domains.digits import Digits
+
+    return Digits(**kwargs)
+
+
+_DOMAINS: dict[str, Callable[..., Domain]] = {"toy2d": Toy2D, "digits": _digits}
 
 
 def register_domain(name: str, factory: Callable[..., Domain]) -> None:

@@ -9,6 +9,7 @@ everything else has defaults suited to low-dimensional continuous designs.
 from __future__ import annotations
 
 import logging
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
 from typing import Any, ClassVar
@@ -18,6 +19,10 @@ import torch
 from torch import Tensor
 
 log = logging.getLogger("flowdisco")
+
+
+class VerifierTimeout(RuntimeError):
+    """A verifier call ran past its time limit."""
 
 
 class Domain(ABC):
@@ -30,6 +35,8 @@ class Domain(ABC):
       coverage_threshold: sphere-exclusion radius in descriptor distance for coverage.
       representation_time / representation_layer: ActFlow's φ_s — noise level s and the dotted name
         of the network module read by a forward hook (``None``: the raw design itself).
+      verify_timeout: seconds allowed per design in :meth:`verify` (None: no limit); a design whose
+        verification runs longer counts invalid.
     """
 
     name: ClassVar[str] = "custom"
@@ -39,6 +46,7 @@ class Domain(ABC):
     coverage_threshold: float = 0.1
     representation_time: float = 1.0
     representation_layer: str | None = None
+    verify_timeout: float | None = None
 
     # ------------------------------------------------------------------ required
     @abstractmethod
@@ -54,6 +62,13 @@ class Domain(ABC):
         """The verifier: one boolean per design (True = valid). May raise; see :meth:`check`."""
 
     # ------------------------------------------------------------------ optional
+    num_classes: int = 0  # class-conditional domains: number of classes (labels from training_conditions)
+    label_dropout: float = 0.0  # probability of training on the null class (classifier-free guidance)
+
+    def training_conditions(self) -> Tensor | None:
+        """Class labels [N] (long) of the training designs, or None for unconditional domains."""
+        return None
+
     def training_masks(self) -> Tensor | None:
         """Masks [N, ...] of the training designs (padding), or None for fixed-size designs."""
         return None
@@ -167,7 +182,7 @@ class Domain(ABC):
             flags[idx] = self.check([designs[i] for i in idx])
             return flags
         try:
-            out = np.asarray(list(self.verify(designs)), dtype=bool)
+            out = np.asarray(self._verify_call(designs), dtype=bool)
             if out.shape == (len(designs),):
                 return out
             log.warning("%s: verifier returned %d results for %d designs; verifying one by one",
@@ -178,7 +193,7 @@ class Domain(ABC):
         failures = 0
         for i, d in enumerate(designs):
             try:
-                res = list(self.verify([d]))
+                res = self._verify_call([d])
                 flags[i] = bool(res[0]) if len(res) == 1 else False
             except Exception as e:
                 failures += 1
@@ -188,6 +203,33 @@ class Domain(ABC):
         if failures > 5:
             log.warning("%s: %d designs in all raised in the verifier; counted invalid", self.name, failures)
         return flags
+
+
+    def _verify_call(self, designs: list[Any]) -> list[Any]:
+        """verify() under the time limit (``verify_timeout`` per design), run in a daemon thread.
+
+        A thread cannot be stopped: a verifier that hangs keeps its thread busy in the background
+        while the run goes on (the process pool of parallel verification can stop its workers).
+        """
+        if self.verify_timeout is None:
+            return list(self.verify(designs))
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["out"] = list(self.verify(designs))
+            except BaseException as e:  # handed to the caller below
+                box["err"] = e
+
+        worker = threading.Thread(target=target, daemon=True, name=f"{self.name}-verify")
+        worker.start()
+        worker.join(self.verify_timeout * len(designs))
+        if worker.is_alive():
+            raise VerifierTimeout(f"verifier took longer than {self.verify_timeout} s per design "
+                                  f"on {len(designs)} design(s)")
+        if "err" in box:
+            raise box["err"]
+        return box["out"]
 
 
 def grid_points(lo: float, hi: float, n: int) -> Tensor:

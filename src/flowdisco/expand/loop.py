@@ -175,6 +175,7 @@ class _Loop:
         self.history: list[dict[str, Any]] = []
         self.reference: torch.Tensor | None = None  # descriptors of the pre-trained model's valid samples
         self.valid_keys: set | None = None
+        self.surrogate_inputs: dict[str, torch.Tensor] | None = None  # of the round in progress
 
     def seed(self, *tags: Any) -> int:
         return derive_seed(self.cfg.seed, *tags)
@@ -247,6 +248,8 @@ class _Loop:
             x, mask = tensors["x"], tensors.get("mask")
             g = Generated(x=x, mask=mask, designs=self.dom.decode_safe(x), valid=tensors["valid"].bool().numpy())
             record.update({k: v for k, v in meta.items() if k != "sha256"})
+            saved = self.store.pending_dir(r) / "surrogate_inputs.safetensors"
+            self.surrogate_inputs = load_tensors(saved) if saved.is_file() else None
         else:
             guidance = None
             if cfg.method == "actflow":
@@ -257,6 +260,8 @@ class _Loop:
             g = self._sample(cfg.samples_per_round, make_generator(self.seed("sample", r)), guidance)
             record["sample_verify_seconds"] = time.perf_counter() - ts
             if self.store is not None:
+                if self.surrogate_inputs is not None:
+                    save_tensors(self.store.pending_dir(r) / "surrogate_inputs.safetensors", self.surrogate_inputs)
                 self.store.save_pending_samples(r, g, {k: v for k, v in record.items() if k.endswith("seconds")})
         known = self._valid_keys()
         new_valid = {self.dom.key(d) for d, v in zip(g.designs, g.valid, strict=True) if v} - known
@@ -287,6 +292,7 @@ class _Loop:
         feats = rep.features(self.buffer.x, self.buffer.mask, generator=make_generator(self.seed("phi", r)))
         surrogate = make_surrogate(cfg.surrogate, **cfg.surrogate_options)
         surrogate.fit(feats, self.buffer.valid.float(), seed=self.seed("surrogate", r))
+        self.surrogate_inputs = {"features": feats, "labels": self.buffer.valid.to(torch.uint8)}
         return UncertaintyGuidance(rep, surrogate, cfg.guidance_strength, cfg.guidance_weighting, cfg.mean_weight,
                                    generator=make_generator(self.seed("phi-guide", r)),
                                    max_norm=cfg.guidance_max_norm)
@@ -342,7 +348,9 @@ class _Loop:
         self.history.append(record)
         if self.store is None:
             return
-        self.store.commit(r, self.model.net, self.buffer, self.history)
+        extra = {"surrogate_inputs": self.surrogate_inputs} if self.surrogate_inputs is not None else None
+        self.store.commit(r, self.model.net, self.buffer, self.history, extra_tensors=extra, seed=self.cfg.seed)
+        self.surrogate_inputs = None
         # metrics.jsonl mirrors the committed history (rewritten atomically: no duplicate rounds on resume)
         lines = []
         for h in self.history:

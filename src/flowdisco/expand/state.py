@@ -1,7 +1,8 @@
 """Atomic per-round state of an expansion run.
 
     state/LATEST.json           {"round": r, "dir": "round-000r", "sha256": {file: digest}}
-    state/round-000r/           model.safetensors, buffer.safetensors, history.json
+    state/round-000r/           model.safetensors, buffer.safetensors, history.json,
+                                surrogate_inputs.safetensors (ActFlow: the φ-features and labels σ_r was fit on)
     state/pending-000r/         work of round r in progress: verified samples, fine-tuning checkpoint
 
 A round is committed by writing its directory under a temporary name, renaming it into place and
@@ -47,7 +48,8 @@ class RoundStore:
         return self.dir / f"pending-{r:05d}"
 
     # ------------------------------------------------------------------ commit / load
-    def commit(self, r: int, net: nn.Module, buffer: DesignBuffer, history: list[dict[str, Any]]) -> None:
+    def commit(self, r: int, net: nn.Module, buffer: DesignBuffer, history: list[dict[str, Any]],
+               extra_tensors: dict[str, dict[str, torch.Tensor]] | None = None, seed: int | None = None) -> None:
         final = self.round_dir(r)
         tmp = self.dir / f".round-{r:05d}.tmp"
         if tmp.exists():
@@ -56,11 +58,15 @@ class RoundStore:
         save_tensors(tmp / "model.safetensors", net.state_dict())
         buffer.save(tmp / "buffer.safetensors")
         atomic_write_text(tmp / "history.json", json.dumps(history, default=float))
+        for name, tensors in (extra_tensors or {}).items():
+            save_tensors(tmp / f"{name}.safetensors", tensors)
         digests = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())}
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
-        atomic_write_json(self.dir / "LATEST.json", {"round": r, "dir": final.name, "sha256": digests})
+        # No RNG state to store: every draw of round r comes from derive_seed(seed, purpose, r).
+        rng = {"seed": seed, "scheme": "derive_seed(seed, purpose, round)"}
+        atomic_write_json(self.dir / "LATEST.json", {"round": r, "dir": final.name, "sha256": digests, "rng": rng})
         self._prune(r)
 
     def latest_round(self) -> int | None:

@@ -42,6 +42,8 @@ class FlowModel(nn.Module):
 
     net: a registered velocity network, ``net(x [B,*shape], t [B], mask=None, cond=None)``.
     Masks (1 = real entry, 0 = padding) broadcast against x and keep padding at exactly zero.
+    Class-conditional models record ``extra["num_classes"]`` (index num_classes is the null class)
+    and ``extra["label_dropout"]``, the probability of training on the null class (for CFG).
     """
 
     def __init__(self, network: str, network_kwargs: dict, shape: tuple[int, ...] | list[int],
@@ -59,6 +61,14 @@ class FlowModel(nn.Module):
 
     # ------------------------------------------------------------------ prediction
     @property
+    def num_classes(self) -> int:
+        return int(self.extra.get("num_classes", 0))
+
+    @property
+    def label_dropout(self) -> float:
+        return float(self.extra.get("label_dropout", 0.0))
+
+    @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
@@ -71,9 +81,15 @@ class FlowModel(nn.Module):
         return self.path.endpoint(x, t, self.velocity(x, t, mask=mask, cond=cond))
 
     def velocity_fn(self, mask: Tensor | None = None, cond: Tensor | None = None,
-                    net: nn.Module | None = None) -> Callable[[Tensor, Tensor], Tensor]:
-        """The (x, t) → v closure the solvers integrate."""
+                    net: nn.Module | None = None, cfg_scale: float | None = None) -> Callable[[Tensor, Tensor], Tensor]:
+        """The (x, t) → v closure the solvers integrate (classifier-free guided when ``cfg_scale``)."""
         f = net if net is not None else self.net
+        if cfg_scale is not None:
+            if cond is None or not self.num_classes:
+                raise ValueError("classifier-free guidance needs a class-conditional model and class labels")
+            from flowdisco.guidance.cfg import cfg_velocity_fn
+
+            return cfg_velocity_fn(f, cond, self.num_classes, cfg_scale, mask)
         return lambda x, t: f(x, t, mask=mask, cond=cond)
 
     # ------------------------------------------------------------------ training
@@ -88,6 +104,9 @@ class FlowModel(nn.Module):
         out["t"] = torch.rand(x1.shape[0], generator=generator, device=x1.device)
         out["x0"] = self.path.sample_noise(tuple(x1.shape), generator=generator, device=x1.device,
                                            mask=data.get("mask"))
+        if "cond" in data and self.label_dropout > 0:
+            drop = torch.rand(x1.shape[0], generator=generator, device=x1.device) < self.label_dropout
+            out["cond"] = torch.where(drop, torch.full_like(data["cond"], self.num_classes), data["cond"])
         return out
 
     def loss(self, batch: dict[str, Tensor], net: nn.Module | None = None) -> Tensor:
@@ -103,13 +122,15 @@ class FlowModel(nn.Module):
     def sample(self, n: int, steps: int = 100, solver: str = "euler", *,
                generator: torch.Generator | None = None, noise: NoiseSchedule | None = None,
                guidance: GuidanceFn | None = None, mask: Tensor | None = None,
-               cond: Tensor | None = None, x0: Tensor | None = None,
+               cond: Tensor | None = None, x0: Tensor | None = None, cfg_scale: float | None = None,
                batch_size: int | None = None, callback: StepCallback | None = None) -> Tensor:
         """Draw ``n`` designs [n, *shape] (on CPU).
 
         solver: ``euler`` | ``heun`` (ODE) | ``euler-maruyama`` (SDE with ``noise``, default the
-        memoryless schedule, and an optional ``guidance`` control). mask/cond: [n, ...] per design.
-        Noise is drawn for all n designs first, so results do not depend on ``batch_size``.
+        memoryless schedule, and an optional ``guidance`` control). mask/cond: [n, ...] per design;
+        cfg_scale: classifier-free guidance scale ω (class-conditional models).
+        The initial noise is drawn for all n designs first, so ODE samples do not depend on
+        ``batch_size`` (the SDE's per-step noise does).
         """
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}; available: {', '.join(SOLVERS)}")
@@ -130,7 +151,7 @@ class FlowModel(nn.Module):
                 m = mask[sl].to(dev) if mask is not None else None
                 c = cond[sl].to(dev) if cond is not None else None
                 xb = x0[sl].to(dev)
-                vf = self.velocity_fn(mask=m, cond=c)
+                vf = self.velocity_fn(mask=m, cond=c, cfg_scale=cfg_scale)
                 if solver in ("euler", "heun"):
                     out = solve_ode(vf, xb, steps, method=solver, mask=m, callback=callback)
                 else:

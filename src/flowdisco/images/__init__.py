@@ -1,0 +1,1 @@
+"""Image experiments: the digits evaluation classifier and its metrics."""
