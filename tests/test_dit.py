@@ -75,3 +75,21 @@ def test_shipped_classifier_is_accurate_on_held_out_digits():
     acc = float((clf(xte).argmax(1) == yte).float().mean())
     assert acc == pytest.approx(info["held_out_accuracy"], abs=1e-6)
     assert acc > 0.95
+
+
+def test_dit_posthoc_ema_from_snapshots(tmp_path, capsys):
+    run = tmp_path / "d"
+    assert main(["dit", "train", "--config", "mp-rot", "--size", "micro", "--steps", "20", "--ema-snapshot-every",
+                 "10", "--run-dir", str(run), "--threads", "1", "-q"]) == 0
+    snaps = sorted((run / "checkpoints" / "ema_snapshots").glob("*.safetensors"))
+    assert [s.name for s in snaps] == ["00000010-0.05.safetensors", "00000010-0.1.safetensors",
+                                       "00000020-0.05.safetensors", "00000020-0.1.safetensors"]
+    assert main(["dit", "posthoc", str(run), "--sigma-rel", "0.1", "--threads", "1"]) == 0
+    rebuilt = FlowModel.load(run / "model-posthoc-0.1")
+    from flowdisco.io import load_tensors
+
+    direct = load_tensors(snaps[-1])  # σ_rel 0.1 at the last step is a stored snapshot: exact
+    for k, v in direct.items():
+        assert torch.allclose(rebuilt.net.state_dict()[k], v, atol=1e-5), k
+    assert main(["dit", "posthoc", str(tmp_path), "--sigma-rel", "0.1"]) == 2
+    assert "no EMA snapshots" in capsys.readouterr().err

@@ -110,3 +110,35 @@ def test_rotation_saves_parameters_over_shift():
     # per block 2 shift nets (D² each) become 2 rotation nets (D·D/2 each); the final layer's shift
     # (D²) becomes a rotation (D²/2): exactly (depth + 1/2)·D² fewer weights
     assert count(shift) - count(rot) == depth * dim * dim + dim * dim // 2
+
+
+def test_posthoc_ema_returns_a_stored_snapshot_exactly():
+    from flowdisco.nn.ema import posthoc_coefficients
+
+    x = posthoc_coefficients([100, 200, 100, 200], [0.05, 0.05, 0.10, 0.10], 200, 0.10)
+    assert x == pytest.approx([0, 0, 0, 1], abs=1e-6)
+
+
+def test_posthoc_ema_reconstructs_an_unseen_sigma_rel():
+    from flowdisco.nn.ema import posthoc_coefficients, posthoc_reconstruct
+
+    g = torch.Generator().manual_seed(0)
+    walk = torch.cumsum(torch.randn(2000, generator=g), 0) + 5 * torch.sin(torch.linspace(0, 6, 2000))
+    net = torch.nn.Linear(1, 1, bias=False)
+    emas = {s: PowerEMA(net, s) for s in (0.05, 0.08, 0.15)}
+    snaps, steps, sigmas = [], [], []
+    for k, v in enumerate(walk.tolist(), start=1):
+        with torch.no_grad():
+            net.weight.fill_(v)
+        for e in emas.values():
+            e.update(net)
+        if k % 100 == 0:
+            for s in (0.05, 0.15):  # 0.08 is never stored
+                snaps.append({k_: v_.clone() for k_, v_ in emas[s].net.state_dict().items()})
+                steps.append(k)
+                sigmas.append(s)
+    x = posthoc_coefficients(steps, sigmas, 2000, 0.08)
+    rebuilt = float(posthoc_reconstruct(snaps, x)["weight"])
+    truth = float(emas[0.08].net.weight)
+    spread = float(walk[-600:].std())
+    assert abs(rebuilt - truth) < 0.05 * spread, (rebuilt, truth, spread)

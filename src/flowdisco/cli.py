@@ -139,6 +139,8 @@ def _dit_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=None, help="default: 1e-2 (MP) / 1e-3 (baseline)")
     p.add_argument("--ema", type=float, default=0.05, metavar="SIGMA_REL")
+    p.add_argument("--ema-snapshot-every", type=int, default=0, metavar="STEPS",
+                   help="store EMA snapshots (σ_rel 0.05 and 0.10) every STEPS for `dit posthoc` (0: off)")
     p.add_argument("--run-dir", default=None, help="default runs/dit-CONFIG-sSEED")
     p.add_argument("--resume", action="store_true")
     _common(p)
@@ -162,6 +164,16 @@ def _dit_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--solver", default="heun", choices=["euler", "heun"])
     p.add_argument("--json", default=None)
     _common(p)
+    p = dsub.add_parser("posthoc", help="post-hoc EMA: rebuild the EMA for another σ_rel from snapshots",
+                        description="EDM2's post-hoc EMA reconstruction: the least-squares combination of the "
+                                    "EMA snapshots stored by `dit train --ema-snapshot-every` whose averaging "
+                                    "profile best matches the power-function EMA with the requested σ_rel.")
+    p.add_argument("run", help="run directory of `dit train` with EMA snapshots")
+    p.add_argument("--sigma-rel", type=float, required=True)
+    p.add_argument("--step", type=int, default=None, help="end step of the target EMA (default: last snapshot)")
+    p.add_argument("--out", default=None, help="model directory (default RUN/model-posthoc-SIGMA)")
+    _common(p)
+
     p = dsub.add_parser("classifier", help="(re)train the digits evaluation classifier",
                         description="Train the small CNN whose features define classifier-FD and KID; records its "
                                     "held-out accuracy next to the weights.")
@@ -378,7 +390,8 @@ def cmd_dit(args: argparse.Namespace) -> int:
         model = pretrain(dom, steps=args.steps, seed=args.seed, run_dir=run_dir, resume=args.resume,
                          network="dit", network_kwargs=kwargs, device=args.device, progress=not args.quiet,
                          on_log=mechanism, batch_size=args.batch_size, lr=lr, ema_sigma_rel=args.ema,
-                         checkpoint_every=500, log_every=100)
+                         checkpoint_every=500, log_every=100, ema_snapshot_every=args.ema_snapshot_every,
+                         ema_snapshot_sigma_rels=(0.05, 0.10) if args.ema_snapshot_every else ())
         grid = run_dir / "samples.png"
         image_grid(grid, dit_exp.sample_images(model, dit_exp.class_labels(10), seed=args.seed), nrow=10,
                    title=f"{args.config}, {args.steps} steps (EMA)")
@@ -386,6 +399,23 @@ def cmd_dit(args: argparse.Namespace) -> int:
         print(format_table({args.config: {"parameters": float(n_params), "lr": lr,
                                           "seconds": time.perf_counter() - t0}}))
         print(f"model → {run_dir / 'model'} · samples → {grid}")
+        return 0
+    if args.dit_command == "posthoc":
+        from flowdisco.io import load_tensors
+        from flowdisco.nn.ema import posthoc_coefficients, posthoc_reconstruct
+
+        files = sorted((Path(args.run) / "checkpoints" / "ema_snapshots").glob("*.safetensors"))
+        if not files:
+            raise ValueError(f"no EMA snapshots in {args.run}; train with --ema-snapshot-every")
+        steps = [int(f.stem.split("-")[0]) for f in files]
+        sigmas = [float(f.stem.split("-", 1)[1]) for f in files]
+        target = args.step or max(steps)
+        x = posthoc_coefficients(steps, sigmas, target, args.sigma_rel)
+        model = FlowModel.load(args.run)
+        model.net.load_state_dict(posthoc_reconstruct([load_tensors(f) for f in files], x))
+        out = Path(args.out or Path(args.run) / f"model-posthoc-{args.sigma_rel:g}")
+        model.save(out)
+        print(f"post-hoc EMA σ_rel {args.sigma_rel:g} at step {target} from {len(files)} snapshots → {out}")
         return 0
     if args.dit_command == "classifier":
         from flowdisco.images.classifier import save_classifier, shipped_classifier_dir, train_classifier

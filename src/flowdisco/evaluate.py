@@ -17,7 +17,6 @@ from torch import Tensor
 from flowdisco.domains import Domain, get_domain
 from flowdisco.generate import Generated, collect_valid
 from flowdisco.metrics import frechet_distance, novel_fraction, novelty, uniqueness, validity
-from flowdisco.metrics.basic import chunked_max_similarity
 from flowdisco.seeding import make_generator
 
 
@@ -31,8 +30,7 @@ def set_metrics(domain: Domain, valid: Generated, reference_descriptors: Tensor 
                 "novel_fraction": float("nan"), "novelty": float("nan")}
     desc = domain.descriptors(valid.designs)
     keys = [domain.key(d) for d in valid.designs]
-    ref = domain.reference_descriptors()
-    sim_nn = chunked_max_similarity(domain.similarity, desc, ref)
+    sim_nn = domain.nearest_reference_similarity(desc)
     out.update({
         "coverage": float(domain.coverage(desc)),
         "vendi": domain.vendi(desc),

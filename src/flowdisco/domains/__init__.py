@@ -18,7 +18,13 @@ def _digits(**kwargs: object) -> Domain:
     return Digits(**kwargs)
 
 
-_DOMAINS: dict[str, Callable[..., Domain]] = {"toy2d": Toy2D, "digits": _digits}
+def _qm9(**kwargs: object) -> Domain:
+    from flowdisco.domains.qm9 import QM9
+
+    return QM9(**kwargs)
+
+
+_DOMAINS: dict[str, Callable[..., Domain]] = {"toy2d": Toy2D, "digits": _digits, "qm9": _qm9}
 
 
 def register_domain(name: str, factory: Callable[..., Domain]) -> None:

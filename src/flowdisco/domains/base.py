@@ -132,6 +132,12 @@ class Domain(ABC):
 
         return vendi_score(self.similarity(descriptors, descriptors))
 
+    def nearest_reference_similarity(self, descriptors: Tensor) -> Tensor:
+        """Similarity of each design [n, d] to its nearest training design: [n]."""
+        from flowdisco.metrics import chunked_max_similarity
+
+        return chunked_max_similarity(self.similarity, descriptors, self.reference_descriptors())
+
     def reference_designs(self) -> list[Any]:
         """The training designs, decoded (cached): the reference of novelty."""
         if getattr(self, "_reference_designs", None) is None:

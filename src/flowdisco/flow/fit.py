@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from flowdisco import dist
-from flowdisco.io import CheckpointError, load_state, save_state
+from flowdisco.io import CheckpointError, load_state, save_state, save_tensors
 from flowdisco.nn.ema import PowerEMA
 from flowdisco.progress import progress_bar
 
@@ -42,6 +42,8 @@ class FitConfig:
     warmup_steps: int = 0
     schedule: str = "constant"  # constant | cosine | inv-sqrt
     ema_sigma_rel: float | None = None  # power-function EMA (EDM2) when set
+    ema_snapshot_sigma_rels: tuple[float, ...] = ()  # extra EMAs stored as snapshots for post-hoc EMA
+    ema_snapshot_every: int = 0  # steps between snapshots (needs state_dir)
     negative_scale: float = 0.0  # c: subtract the loss gradient on negatives, rescaled to c·‖g_pos‖
     negative_clip: float | None = 0.1  # clip of the combined gradient when negatives are used
     checkpoint_every: int = 0  # steps between resumable checkpoints (0: only at the end)
@@ -147,6 +149,8 @@ def fit(model: TrainableModel, data: Tensor | dict[str, Tensor], config: FitConf
     ws = dist.world_size()
     if config.batch_size % ws:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the {ws} processes")
+    if config.ema_snapshot_every and state_dir is None:
+        raise ValueError("EMA snapshots (ema_snapshot_every) need a state_dir to be written to")
     data = as_data(data)
     neg = as_data(negatives) if negatives is not None and config.negative_scale > 0 else None
     device = next(model.net.parameters()).device
@@ -158,6 +162,7 @@ def fit(model: TrainableModel, data: Tensor | dict[str, Tensor], config: FitConf
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay)
     ema = PowerEMA(net, config.ema_sigma_rel) if config.ema_sigma_rel else None
+    snap_emas = [PowerEMA(net, s) for s in config.ema_snapshot_sigma_rels] if config.ema_snapshot_every else []
     gen = torch.Generator().manual_seed(int(config.seed))
     result = FitResult(ema=ema)
     start = 0
@@ -165,7 +170,7 @@ def fit(model: TrainableModel, data: Tensor | dict[str, Tensor], config: FitConf
     running, count = 0.0, 0  # loss sum over the current log interval
     state_path = Path(state_dir) if state_dir is not None else None
     if resume and state_path is not None and (state_path / "fit_state.json").is_file():
-        start, running, count = _restore(state_path, net, opt, ema, gen, result, config)
+        start, running, count = _restore(state_path, net, opt, ema, gen, result, config, snap_emas)
         result.resumed_from = start
 
     t_start = time.perf_counter()
@@ -187,6 +192,8 @@ def fit(model: TrainableModel, data: Tensor | dict[str, Tensor], config: FitConf
         opt.step()
         if ema is not None:
             ema.update(net)
+        for e in snap_emas:
+            e.update(net)
         running += float(loss.detach())
         count += 1
         done = step + 1
@@ -198,14 +205,18 @@ def fit(model: TrainableModel, data: Tensor | dict[str, Tensor], config: FitConf
                 on_log({"step": done, "loss": mean, "lr": config.lr_at(step)})
             running, count = 0.0, 0
         bar.update(1)
+        if snap_emas and state_path is not None and done % config.ema_snapshot_every == 0 and dist.is_main():
+            for e in snap_emas:
+                save_tensors(state_path / "ema_snapshots" / f"{done:08d}-{e.sigma_rel:g}.safetensors",
+                             e.net.state_dict())
         if state_path is not None and config.checkpoint_every and done % config.checkpoint_every == 0 \
                 and done < config.steps:
-            _checkpoint(state_path, net, opt, ema, gen, result, done, config, (running, count))
+            _checkpoint(state_path, net, opt, ema, gen, result, done, config, (running, count), snap_emas)
     bar.close()
     result.steps = config.steps
     result.seconds = time.perf_counter() - t_start
     if state_path is not None and config.steps > start:
-        _checkpoint(state_path, net, opt, ema, gen, result, config.steps, config, (running, count))
+        _checkpoint(state_path, net, opt, ema, gen, result, config.steps, config, (running, count), snap_emas)
     return result
 
 
@@ -233,9 +244,10 @@ def combine_negative_gradient(g_pos: list[Tensor], g_neg: list[Tensor], c: float
 
 def _checkpoint(path: Path, net: nn.Module, opt: torch.optim.Optimizer, ema: PowerEMA | None,
                 gen: torch.Generator, result: FitResult, step: int, config: FitConfig,
-                interval: tuple[float, int]) -> None:
+                interval: tuple[float, int], snap_emas: list[PowerEMA]) -> None:
     if dist.is_main():
         state = {"step": step, "net": net.state_dict(), "opt": opt.state_dict(), "interval": list(interval),
+                 "snapshot_emas": [e.state_dict() for e in snap_emas],
                  "ema": ema.state_dict() if ema is not None else None,
                  "generator": gen.get_state(), "losses": list(result.losses),
                  "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}}
@@ -244,7 +256,8 @@ def _checkpoint(path: Path, net: nn.Module, opt: torch.optim.Optimizer, ema: Pow
 
 
 def _restore(path: Path, net: nn.Module, opt: torch.optim.Optimizer, ema: PowerEMA | None,
-             gen: torch.Generator, result: FitResult, config: FitConfig) -> tuple[int, float, int]:
+             gen: torch.Generator, result: FitResult, config: FitConfig,
+             snap_emas: list[PowerEMA]) -> tuple[int, float, int]:
     state = load_state(path, "fit_state")
     saved = state.get("config", {})
     for key in ("batch_size", "lr", "seed", "steps"):
@@ -258,6 +271,8 @@ def _restore(path: Path, net: nn.Module, opt: torch.optim.Optimizer, ema: PowerE
         raise CheckpointError(f"training state in {path} does not fit this model: {e}") from None
     if ema is not None and state.get("ema") is not None:
         ema.load_state_dict(state["ema"])
+    for e, saved_e in zip(snap_emas, state.get("snapshot_emas", []), strict=False):
+        e.load_state_dict(saved_e)
     gen.set_state(state["generator"])
     result.losses = list(state.get("losses", []))
     running, count = state.get("interval", [0.0, 0])

@@ -1,0 +1,150 @@
+"""Molecules as dense 2-D graphs for a continuous flow on one-hot features.
+
+A molecule with n ≤ N heavy atoms becomes one tensor [N, F] — one token per atom:
+    [ atom-type one-hot (A) | formal-charge one-hot (Q) | bond one-hots to every atom j (N × B) ]
+with bond classes (none, single, double, triple) of the kekulised molecule, symmetric in (i, j),
+and "none" on the diagonal. One-hots are mapped to {−1, +1}·scale so that the flow's data and noise
+have comparable magnitudes. Atoms beyond n are padding: the mask [N, F] zeroes their features and
+every bond to them (and the diagonal), so the loss and the sampler ignore them.
+
+Decoding takes the argmax per atom and per atom pair (pair scores averaged over (i, j) and (j, i)),
+builds an RDKit molecule without sanitising, and writes a SMILES: the canonical one when RDKit can
+sanitise it, otherwise a raw one (so the verifier can still judge, and reject, it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+BOND_CLASSES = ("none", "single", "double", "triple")
+
+
+def _rdkit():
+    try:
+        from rdkit import Chem, RDLogger
+    except ImportError:
+        raise ImportError("molecule domains need RDKit: pip install 'flowdisco[chem]'") from None
+    RDLogger.DisableLog("rdApp.*")
+    return Chem
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """The encoding: allowed elements and charges, the maximum atom count, the value scale."""
+
+    elements: tuple[str, ...] = ("C", "N", "O", "F")
+    charges: tuple[int, ...] = (-1, 0, 1)
+    max_atoms: int = 9
+    scale: float = 1.0
+
+    @property
+    def n_atom_features(self) -> int:
+        return len(self.elements) + len(self.charges)
+
+    @property
+    def n_features(self) -> int:
+        return self.n_atom_features + self.max_atoms * len(BOND_CLASSES)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.max_atoms, self.n_features)
+
+    # ------------------------------------------------------------------ masks
+    def mask_for_sizes(self, sizes: Tensor) -> Tensor:
+        """Masks [B, N, F] for molecules with ``sizes`` [B] atoms."""
+        N, A, B = self.max_atoms, self.n_atom_features, len(BOND_CLASSES)
+        idx = torch.arange(N)
+        real = idx[None, :] < sizes[:, None]  # [B, N]
+        pair = real[:, :, None] & real[:, None, :] & (idx[:, None] != idx[None, :])[None]  # [B, N, N]
+        atom_mask = real[:, :, None].expand(-1, -1, A)
+        bond_mask = pair[:, :, :, None].expand(-1, -1, -1, B).reshape(len(sizes), N, N * B)
+        return torch.cat([atom_mask, bond_mask], dim=2).float()
+
+    # ------------------------------------------------------------------ encode
+    def encode(self, smiles: str) -> Tensor | None:
+        """[N, F] tensor of a SMILES, or None when it cannot be represented (element, charge, size,
+        aromatic bonds that do not kekulise)."""
+        Chem = _rdkit()
+        mol = Chem.MolFromSmiles(smiles)
+        if mol is None:
+            return None
+        try:
+            Chem.Kekulize(mol, clearAromaticFlags=True)
+        except Exception:
+            return None
+        n = mol.GetNumAtoms()
+        if n == 0 or n > self.max_atoms:
+            return None
+        N, E, Q, B = self.max_atoms, len(self.elements), len(self.charges), len(BOND_CLASSES)
+        atoms = np.zeros((N, E + Q), dtype=np.float32)
+        bonds = np.zeros((N, N, B), dtype=np.float32)
+        for a in mol.GetAtoms():
+            if a.GetSymbol() not in self.elements or a.GetFormalCharge() not in self.charges:
+                return None
+            atoms[a.GetIdx(), self.elements.index(a.GetSymbol())] = 1
+            atoms[a.GetIdx(), E + self.charges.index(a.GetFormalCharge())] = 1
+        bonds[:n, :n, 0] = 1
+        for b in mol.GetBonds():
+            order = {Chem.BondType.SINGLE: 1, Chem.BondType.DOUBLE: 2, Chem.BondType.TRIPLE: 3}.get(b.GetBondType())
+            if order is None:
+                return None
+            i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
+            bonds[i, j] = bonds[j, i] = np.eye(B, dtype=np.float32)[order]
+        x = np.concatenate([atoms, bonds.reshape(N, N * B)], axis=1)
+        mask = self.mask_for_sizes(torch.tensor([n]))[0].numpy()
+        return torch.from_numpy((2 * x - 1) * self.scale * mask)
+
+    # ------------------------------------------------------------------ decode
+    def decode(self, x: Tensor, mask: Tensor | None = None) -> list[str]:
+        """SMILES for each graph tensor in x [B, N, F]. The atom count comes from the mask (or, without
+        one, every atom whose features are not all zero)."""
+        Chem = _rdkit()
+        N, E, Q, B = self.max_atoms, len(self.elements), len(self.charges), len(BOND_CLASSES)
+        A = E + Q
+        out = []
+        for k in range(x.shape[0]):
+            xk = x[k].detach().float()
+            n = int(mask[k, :, 0].sum()) if mask is not None else int((xk[:, :A].abs().sum(1) > 0).sum())
+            elem = xk[:n, :E].argmax(1).tolist()
+            chg = xk[:n, E:A].argmax(1).tolist()
+            pair = xk[:n, A:].reshape(n, N, B)[:, :n]
+            pair = 0.5 * (pair + pair.transpose(0, 1))
+            order = pair.argmax(-1)
+            mol = Chem.RWMol()
+            for e, c in zip(elem, chg, strict=True):
+                atom = Chem.Atom(self.elements[e])
+                atom.SetFormalCharge(self.charges[c])
+                mol.AddAtom(atom)
+            bond_types = {1: Chem.BondType.SINGLE, 2: Chem.BondType.DOUBLE, 3: Chem.BondType.TRIPLE}
+            for i in range(n):
+                for j in range(i + 1, n):
+                    o = int(order[i, j])
+                    if o:
+                        mol.AddBond(i, j, bond_types[o])
+            out.append(to_smiles(mol))
+        return out
+
+
+def to_smiles(mol) -> str:
+    """Canonical SMILES when the molecule sanitises, else a raw SMILES of the unsanitised graph."""
+    Chem = _rdkit()
+    m = mol.GetMol()
+    try:
+        Chem.SanitizeMol(m)
+        return Chem.MolToSmiles(m)
+    except Exception:
+        try:
+            return Chem.MolToSmiles(mol.GetMol(), canonical=False)
+        except Exception:
+            return ""
+
+
+def canonical(smiles: str) -> str | None:
+    """RDKit canonical SMILES, or None when it does not parse/sanitise."""
+    Chem = _rdkit()
+    mol = Chem.MolFromSmiles(smiles) if smiles else None
+    return Chem.MolToSmiles(mol) if mol is not None else None

@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+rdkit = pytest.importorskip("rdkit", reason="molecule tests need the chem extra (installed by `make test`)")
+
+import flowdisco as fd  # noqa: E402
+from flowdisco.domains.molgraph import GraphSpec, canonical  # noqa: E402
+from flowdisco.domains.qm9 import QM9, qm9_valid, tanimoto  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def qm9():
+    return QM9(max_train=500)
+
+
+def test_encode_decode_round_trip_recovers_canonical_smiles(qm9):
+    smiles = qm9.splits()["test"][:200]
+    spec = GraphSpec()
+    ok = 0
+    for s in smiles:
+        x = spec.encode(s)
+        if x is None:
+            continue
+        ok += 1
+        assert spec.decode(x[None])[0] == canonical(s), s
+    assert ok >= 190  # nearly all QM9 molecules are representable
+
+
+def test_verifier_accepts_good_and_rejects_bad_molecules():
+    for good in ("CCO", "c1ccccc1", "O=C1CC1", "FC(F)F", "N#CC=O"):
+        assert qm9_valid(good), good
+    bad = {"C(C)(C)(C)(C)C": "pentavalent carbon", "CC.O": "two fragments", "C[NH3+]": "charged atom",
+           "CCCl": "disallowed element", "[CH3]": "radical", "CCCCCCCCCC": "10 heavy atoms", "": "empty",
+           "xyz": "unparsable"}
+    for smi, why in bad.items():
+        assert not qm9_valid(smi), why
+
+
+def test_coverage_vendi_novelty_on_hand_checked_sets(qm9):
+    fp = qm9.descriptors(["CCO", "CCO", "CCN", "c1ccccc1"])
+    sim = tanimoto(fp, fp)
+    assert sim[0, 1] == 1.0 and 0 < sim[0, 2] < 1 and sim[0, 3] == 0.0
+    assert qm9.coverage(fp) == 2  # {CCO, CCO, CCN} within Tanimoto distance 0.85; benzene alone
+    assert qm9.vendi(qm9.descriptors(["CCO", "c1ccccc1", "FC(F)F"])) == pytest.approx(3.0, abs=0.05)
+    train = qm9.reference_designs()[:5]
+    assert torch.allclose(qm9.nearest_reference_similarity(qm9.descriptors(train)), torch.ones(5, dtype=torch.float64))
+
+
+def test_sampled_masks_follow_training_sizes(qm9):
+    m = qm9.sample_masks(64, torch.Generator().manual_seed(0))
+    sizes = m[:, :, 0].sum(1)
+    assert m.shape == (64, 9, 43) and sizes.min() >= 1 and sizes.max() <= 9
+    assert (m[:, torch.arange(9), 7 + 4 * torch.arange(9)] == 0).all()  # no self-bonds
+
+
+def test_one_round_expand_on_qm9_with_a_tiny_model(qm9):
+    model = fd.pretrain(qm9, steps=400, seed=0, progress=False, batch_size=32, lr=3e-3,
+                        network_kwargs={"dim": 32, "depth": 1, "heads": 2})
+    run = fd.expand(model, qm9, rounds=1, samples_per_round=16, finetune_steps=5, finetune_batch=8,
+                    warmup_valid=2, warmup_batch=32, max_warmup_batches=20, sampler_steps=10, eval_every=0,
+                    surrogate_options={"max_steps": 30}, progress=False)
+    assert len(run.history) == 2 and run.history[1]["n_generated"] == 16
+    assert run.buffer.x.shape[1:] == (9, 43)
+
+
+def test_missing_data_package_gives_a_clear_error(monkeypatch):
+    import importlib.util
+
+    from flowdisco.domains import qm9 as qm9_module
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "qm9pack" else real(name, *a))
+    with pytest.raises(ImportError, match=r"pip install 'flowdisco\[chem\]'"):
+        qm9_module.load_qm9_smiles()
