@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml Makefile
 	# torch first and pinned: the local CPU wheel; anything unpinned would pull CUDA builds.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev,chem]"
+	# molsets declares a pomegranate pin that has no wheel: its data and filters need no dependencies.
+	$(BIN)/pip install -q --no-deps molsets==0.3.1
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import torch
-from common import RESULTS, mean_std, write_result
 
+from common import RESULTS, mean_std, write_result
 from flowdisco.domains import get_domain
 from flowdisco.images.dit import CONFIGS, block_mechanism, evaluate_images, network_kwargs
 from flowdisco.io import read_jsonl

@@ -4,8 +4,9 @@ import torch
 rdkit = pytest.importorskip("rdkit", reason="molecule tests need the chem extra (installed by `make test`)")
 
 import flowdisco as fd  # noqa: E402
+from flowdisco.domains.molecules import tanimoto  # noqa: E402
 from flowdisco.domains.molgraph import GraphSpec, canonical  # noqa: E402
-from flowdisco.domains.qm9 import QM9, qm9_valid, tanimoto  # noqa: E402
+from flowdisco.domains.qm9 import QM9, qm9_valid  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +73,15 @@ def test_missing_data_package_gives_a_clear_error(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "qm9pack" else real(name, *a))
     with pytest.raises(ImportError, match=r"pip install 'flowdisco\[chem\]'"):
         qm9_module.load_qm9_smiles()
+
+
+def test_fcd_is_zero_for_identical_sets_and_grows_with_distribution_shift(qm9):
+    from flowdisco.metrics.fcd import fcd
+
+    a = qm9.splits()["test"][:300]
+    b = qm9.splits()["valid"][:300]
+    drug_like = ["CCOc1ccc(cc1)C(=O)Nc1ccccc1", "CC(C)Cc1ccc(cc1)C(C)C(=O)O", "CN1CCC[C@H]1c1cccnc1"] * 100
+    same = fcd(a, a)
+    near = fcd(a, b)
+    far = fcd(a, drug_like)
+    assert abs(same) < 1e-3 and near < far

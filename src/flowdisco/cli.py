@@ -120,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _image_sampling_args(p: argparse.ArgumentParser, n_per_class: int) -> None:
+    p.add_argument("model", help="model or run directory")
+    p.add_argument("--n-per-class", type=int, default=n_per_class)
+    p.add_argument("--cfg-scale", type=float, default=1.0, help="guidance scale ω (1: no guidance)")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--solver", default="heun", choices=["euler", "heun"])
+    _common(p)
+
+
 def _dit_parsers(sub: argparse._SubParsersAction) -> None:
     from flowdisco.images.dit import CONFIGS
     from flowdisco.nn.dit import SIZES
@@ -147,23 +156,13 @@ def _dit_parsers(sub: argparse._SubParsersAction) -> None:
     p = dsub.add_parser("sample", help="class-conditional samples as an image grid",
                         description="Draw class-conditional samples (with classifier-free guidance) as a PNG grid "
                                     "(one row per class) and a safetensors file of the images.")
-    p.add_argument("model", help="model or run directory")
-    p.add_argument("--n-per-class", type=int, default=10)
-    p.add_argument("--cfg-scale", type=float, default=1.0, help="guidance scale ω (1: no guidance)")
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--solver", default="heun", choices=["euler", "heun"])
+    _image_sampling_args(p, n_per_class=10)
     p.add_argument("--out", default=None, help="PNG path (default MODEL/../samples-cfgW.png)")
-    _common(p)
     p = dsub.add_parser("evaluate", help="classifier-FD, KID, class accuracy, held-out loss",
                         description="Metrics from the in-project digits classifier (proxies, not FID) and the "
                                     "held-out flow-matching loss at fixed t.")
-    p.add_argument("model", help="model or run directory")
-    p.add_argument("--n-per-class", type=int, default=100)
-    p.add_argument("--cfg-scale", type=float, default=1.0)
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--solver", default="heun", choices=["euler", "heun"])
+    _image_sampling_args(p, n_per_class=100)
     p.add_argument("--json", default=None)
-    _common(p)
     p = dsub.add_parser("posthoc", help="post-hoc EMA: rebuild the EMA for another σ_rel from snapshots",
                         description="EDM2's post-hoc EMA reconstruction: the least-squares combination of the "
                                     "EMA snapshots stored by `dit train --ema-snapshot-every` whose averaging "

@@ -24,7 +24,13 @@ def _qm9(**kwargs: object) -> Domain:
     return QM9(**kwargs)
 
 
-_DOMAINS: dict[str, Callable[..., Domain]] = {"toy2d": Toy2D, "digits": _digits, "qm9": _qm9}
+def _moses(**kwargs: object) -> Domain:
+    from flowdisco.domains.moses import Moses
+
+    return Moses(**kwargs)
+
+
+_DOMAINS: dict[str, Callable[..., Domain]] = {"toy2d": Toy2D, "digits": _digits, "qm9": _qm9, "moses": _moses}
 
 
 def register_domain(name: str, factory: Callable[..., Domain]) -> None:

@@ -7,45 +7,19 @@ test; molecules the graph encoding cannot represent are skipped with a count in 
 Verifier (data.md): RDKit sanitises AND one connected fragment AND atoms ⊆ {C, N, O, F} AND 1–9 heavy
 atoms AND no formal charges or radicals.
 
-Descriptors: Morgan fingerprints (radius 2, 2048 bits), Tanimoto similarity; coverage = number of
-RDKit LeaderPicker clusters at Tanimoto distance 0.85 (the paper's threshold); Vendi with the
-Tanimoto kernel; novelty from the nearest training molecule (RDKit bulk Tanimoto).
+Descriptors, coverage, Vendi and novelty: see :mod:`flowdisco.domains.molecules` (Morgan r = 2,
+2048 bits, Tanimoto; LeaderPicker at Tanimoto distance 0.85).
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import logging
-import os
-from collections.abc import Hashable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-import torch
-from torch import Tensor
-
-from flowdisco.domains.base import Domain
+from flowdisco.domains.molecules import MoleculeDomain, package_dir
 from flowdisco.domains.molgraph import GraphSpec, _rdkit
-from flowdisco.io import CheckpointError, load_tensors, save_tensors
-
-log = logging.getLogger("flowdisco")
 
 QM9_SPEC = GraphSpec(elements=("C", "N", "O", "F"), charges=(-1, 0, 1), max_atoms=9)
-SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("FLOWDISCO_CACHE", Path.home() / ".cache" / "flowdisco"))
-
-
-def package_dir(package: str, extra: str) -> Path:
-    """Where an installed data package lives, without importing it (clear error when missing)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"the {package!r} data package is not installed: pip install 'flowdisco[{extra}]'")
-    return Path(spec.submodule_search_locations[0])
 
 
 def load_qm9_smiles() -> list[str]:
@@ -60,167 +34,6 @@ def load_qm9_smiles() -> list[str]:
     if missing:
         raise FileNotFoundError(f"QM9 files missing from the qm9pack package: {missing}")
     return [s for p in parts for s in pd.read_csv(p, usecols=["SMILES"])["SMILES"].astype(str).tolist()]
-
-
-def morgan_bits(smiles: Sequence[str], radius: int = 2, n_bits: int = 2048) -> Tensor:
-    """Morgan fingerprints as a bool tensor [n, n_bits] (all-zero rows for unparsable SMILES)."""
-    Chem = _rdkit()
-    from rdkit.Chem import rdFingerprintGenerator
-
-    gen = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
-    out = np.zeros((len(smiles), n_bits), dtype=bool)
-    for i, s in enumerate(smiles):
-        mol = Chem.MolFromSmiles(s) if s else None
-        if mol is not None:
-            out[i] = gen.GetFingerprintAsNumPy(mol).astype(bool)
-    return torch.from_numpy(out)
-
-
-def tanimoto(a: Tensor, b: Tensor) -> Tensor:
-    """Tanimoto similarity [n, m] of bit matrices a [n, d], b [m, d]."""
-    af, bf = a.float(), b.float()
-    inter = af @ bf.T
-    union = af.sum(1, keepdim=True) + bf.sum(1)[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter)).double()
-
-
-def _bitvects(bits: Tensor) -> list:
-    from rdkit import DataStructs
-
-    out = []
-    for row in bits.numpy():
-        bv = DataStructs.ExplicitBitVect(len(row))
-        bv.SetBitsFromList(np.flatnonzero(row).tolist())
-        out.append(bv)
-    return out
-
-
-class MoleculeDomain(Domain):
-    """Shared behaviour of molecule domains: graph tensors, SMILES designs, fingerprints."""
-
-    kind = "graph"
-    spec: GraphSpec = QM9_SPEC
-    coverage_threshold = 0.85  # Tanimoto *distance* of LeaderPicker
-    representation_layer = "node_head"
-
-    def __init__(self, seed: int = 0, max_train: int | None = None) -> None:
-        self.seed = seed
-        self.max_train = max_train
-        self.shape = self.spec.shape
-        self._train_x: Tensor | None = None
-        self._train_sizes: Tensor | None = None
-        self._train_smiles: list[str] | None = None
-        self._splits: dict[str, list[str]] | None = None
-        self._ref_fps: list | None = None
-
-    # ------------------------------------------------------------------ data
-    def all_smiles(self) -> list[str]:
-        raise NotImplementedError
-
-    def splits(self) -> dict[str, list[str]]:
-        if self._splits is None:
-            smiles = self.all_smiles()
-            perm = torch.randperm(len(smiles), generator=torch.Generator().manual_seed(self.seed)).tolist()
-            n_tr = int(SPLIT_FRACTIONS[0] * len(smiles))
-            n_va = int(SPLIT_FRACTIONS[1] * len(smiles))
-            self._splits = {"train": [smiles[i] for i in perm[:n_tr]],
-                            "valid": [smiles[i] for i in perm[n_tr:n_tr + n_va]],
-                            "test": [smiles[i] for i in perm[n_tr + n_va:]]}
-        return self._splits
-
-    def _encode_train(self) -> None:
-        train = self.splits()["train"]
-        if self.max_train is not None:
-            train = train[: self.max_train]
-        digest = hashlib.sha256(("\n".join(train) + repr(self.spec)).encode()).hexdigest()[:16]
-        cached = cache_dir() / f"{self.name}-train-{digest}.safetensors"
-        if cached.is_file():
-            try:
-                t = load_tensors(cached)
-                self._train_x, self._train_sizes = t["x"], t["sizes"]
-                self._train_smiles = [s for s, keep in zip(train, t["kept"].bool().tolist(), strict=True) if keep]
-                return
-            except (CheckpointError, KeyError):
-                log.warning("ignoring a corrupt cache file %s", cached)
-        xs, sizes, kept = [], [], []
-        for s in train:
-            x = self.spec.encode(s)
-            kept.append(x is not None)
-            if x is not None:
-                xs.append(x)
-                sizes.append(int((x[:, : self.spec.n_atom_features].abs().sum(1) > 0).sum()))
-        skipped = len(train) - len(xs)
-        if not xs:
-            raise ValueError(f"none of the {len(train)} {self.name} training molecules could be encoded")
-        if skipped:
-            log.info("%s: skipped %d of %d training molecules the graph encoding cannot represent", self.name,
-                     skipped, len(train))
-        self._train_x = torch.stack(xs)
-        self._train_sizes = torch.tensor(sizes)
-        self._train_smiles = [s for s, k in zip(train, kept, strict=True) if k]
-        save_tensors(cached, {"x": self._train_x, "sizes": self._train_sizes,
-                              "kept": torch.tensor(kept, dtype=torch.uint8)})
-
-    def training_data(self) -> Tensor:
-        if self._train_x is None:
-            self._encode_train()
-        return self._train_x
-
-    def training_masks(self) -> Tensor:
-        self.training_data()
-        return self.spec.mask_for_sizes(self._train_sizes)
-
-    def sample_masks(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Atom counts drawn from the training distribution."""
-        self.training_data()
-        idx = torch.randint(len(self._train_sizes), (n,), generator=generator)
-        return self.spec.mask_for_sizes(self._train_sizes[idx])
-
-    def reference_designs(self) -> list[str]:
-        if getattr(self, "_reference_designs", None) is None:
-            self.training_data()
-            Chem = _rdkit()
-            self._reference_designs = [Chem.MolToSmiles(Chem.MolFromSmiles(s)) for s in self._train_smiles]
-        return self._reference_designs
-
-    # ------------------------------------------------------------------ designs
-    def decode(self, x: Tensor) -> list[Any]:
-        return self.spec.decode(x)
-
-    def key(self, design: Any) -> Hashable:
-        return design
-
-    def default_network(self) -> tuple[str, dict]:
-        return "graph-mp", {"max_atoms": self.spec.max_atoms, "atom_features": self.spec.n_atom_features,
-                            "bond_classes": 4, "dim": 128, "depth": 4, "heads": 4}
-
-    # ------------------------------------------------------------------ descriptors and metrics
-    def descriptors(self, designs: Sequence[Any]) -> Tensor:
-        return morgan_bits(list(designs))
-
-    def similarity(self, a: Tensor, b: Tensor) -> Tensor:
-        return tanimoto(a, b)
-
-    def distance(self, a: Tensor, b: Tensor) -> Tensor:
-        return 1.0 - tanimoto(a, b)
-
-    def coverage(self, descriptors: Tensor) -> int:
-        """RDKit LeaderPicker clusters at Tanimoto distance ``coverage_threshold``."""
-        from rdkit.SimDivFilters.rdSimDivPickers import LeaderPicker
-
-        fps = _bitvects(descriptors)
-        if not fps:
-            return 0
-        return len(LeaderPicker().LazyBitVectorPick(fps, len(fps), self.coverage_threshold))
-
-    def nearest_reference_similarity(self, descriptors: Tensor) -> Tensor:
-        """Max Tanimoto to the training molecules [n] (RDKit bulk similarity, no [n, N] matrix)."""
-        from rdkit import DataStructs
-
-        if self._ref_fps is None:
-            self._ref_fps = _bitvects(morgan_bits(self.reference_designs()))
-        return torch.tensor([max(DataStructs.BulkTanimotoSimilarity(fp, self._ref_fps))
-                             for fp in _bitvects(descriptors)], dtype=torch.float64)
 
 
 class QM9(MoleculeDomain):

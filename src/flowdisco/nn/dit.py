@@ -38,21 +38,26 @@ SIZES = {"micro": (2, 32, 2), "tiny": (4, 64, 4), "small-cpu": (6, 96, 4), "XS":
 # ----------------------------------------------------------------------------------------------
 # MP blocks
 # ----------------------------------------------------------------------------------------------
-class MPAttention(nn.Module):
-    """Cosine self-attention with fused MP qkv and MP output projection. x [B, N, D] → [B, N, D]."""
+class Attention(nn.Module):
+    """Multi-head self-attention, x [B, N, D] → [B, N, D].
 
-    def __init__(self, dim: int, heads: int) -> None:
+    mp=True: fused MP qkv, cosine attention (q, k normalised per head), MP output projection.
+    mp=False: the standard one (linear layers with biases, softmax attention).
+    """
+
+    def __init__(self, dim: int, heads: int, mp: bool = True) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by {heads} heads")
-        self.heads = heads
-        self.qkv = MPLinear(dim, dim, chunks=3)
-        self.out = MPLinear(dim, dim)
+        self.heads, self.mp = heads, mp
+        self.qkv = MPLinear(dim, dim, chunks=3) if mp else nn.Linear(dim, 3 * dim)
+        self.out = MPLinear(dim, dim) if mp else nn.Linear(dim, dim)
 
     def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
         B, N, D = x.shape
         q, k, v = (y.reshape(B, N, self.heads, D // self.heads).transpose(1, 2) for y in self.qkv(x).chunk(3, -1))
-        y = cosine_attention(q, k, v, attn_mask=attn_mask)
+        attend = cosine_attention if self.mp else F.scaled_dot_product_attention
+        y = attend(q, k, v, attn_mask=attn_mask)
         return self.out(y.transpose(1, 2).reshape(B, N, D))
 
 
@@ -72,7 +77,7 @@ class MPBlock(nn.Module):
     def __init__(self, dim: int, heads: int, cond_dim: int, mods: tuple[str, ...], mlp_ratio: int = 4) -> None:
         super().__init__()
         self.mod = MPModulation(cond_dim, dim, mods, subblocks=2)
-        self.attn = MPAttention(dim, heads)
+        self.attn = Attention(dim, heads, mp=True)
         self.mlp = MPMLP(dim, mlp_ratio)
 
     def forward(self, x: Tensor, c: Tensor, attn_mask: Tensor | None = None) -> Tensor:
@@ -107,29 +112,13 @@ class MPConditioning(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # Baseline blocks
 # ----------------------------------------------------------------------------------------------
-class Attention(nn.Module):
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"width {dim} is not divisible by {heads} heads")
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out = nn.Linear(dim, dim)
-
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
-        B, N, D = x.shape
-        q, k, v = (y.reshape(B, N, self.heads, D // self.heads).transpose(1, 2) for y in self.qkv(x).chunk(3, -1))
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.out(y.transpose(1, 2).reshape(B, N, D))
-
-
 class BaselineBlock(nn.Module):
     """Standard DiT block with AdaLN-Zero. x [B, N, D], c [B, Dc]."""
 
     def __init__(self, dim: int, heads: int, cond_dim: int, mlp_ratio: int = 4) -> None:
         super().__init__()
         self.ada = AdaLNZero(cond_dim, dim, 6)
-        self.attn = Attention(dim, heads)
+        self.attn = Attention(dim, heads, mp=False)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(approximate="tanh"),
                                  nn.Linear(mlp_ratio * dim, dim))
 

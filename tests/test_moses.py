@@ -1,0 +1,31 @@
+import pytest
+
+pytest.importorskip("rdkit", reason="molecule tests need the chem extra (installed by `make test`)")
+
+from flowdisco.domains.molgraph import canonical
+from flowdisco.domains.moses import MOSES_SPEC, Moses, load_moses_smiles, moses_valid
+
+
+def test_moses_test_molecules_pass_the_filters_and_round_trip():
+    smiles = load_moses_smiles("test")[:100]
+    assert all(moses_valid(s) for s in smiles)
+    encodable = [s for s in smiles if MOSES_SPEC.encode(s) is not None]
+    assert len(encodable) >= 95
+    for s in encodable[:30]:
+        assert MOSES_SPEC.decode(MOSES_SPEC.encode(s)[None])[0] == canonical(s)
+
+
+@pytest.mark.parametrize(("smiles", "why"), [
+    ("C1CCCCCCC1", "8-membered ring"), ("CC(=O)[O-]", "charge"), ("c1ccccc1.CC", "two fragments"),
+    ("CCI", "iodine"), ("CC=O", "MCF aldehyde"), ("C1OC1CC", "MCF epoxide"), ("", "empty"),
+    ("C(C)(C)(C)(C)C", "valence"),
+])
+def test_moses_filters_reject(smiles, why):
+    assert not moses_valid(smiles), why
+
+
+def test_moses_domain_metadata():
+    dom = Moses(max_train=50)
+    assert dom.shape == (26, 8 + 26 * 4)
+    assert dom.training_data().shape[1:] == dom.shape
+    assert dom.check(["CCOc1ccccc1", "CC=O"]).tolist() == [True, False]
