@@ -85,3 +85,9 @@ def test_fcd_is_zero_for_identical_sets_and_grows_with_distribution_shift(qm9):
     near = fcd(a, b)
     far = fcd(a, drug_like)
     assert abs(same) < 1e-3 and near < far
+
+
+def test_molecule_grid_of_new_designs(qm9, tmp_path):
+    out = tmp_path / "new.png"
+    assert qm9.plot_designs(str(out), ["CCO", "c1ccccc1O", "not-a-molecule"], ["a", "b", "c"])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -26,7 +26,7 @@ from flowdisco import __version__
 
 log = logging.getLogger("flowdisco")
 
-TABLE_KEYS = ["validity", "n_valid", "uniqueness", "coverage", "vendi", "novel_fraction", "novelty",
+TABLE_KEYS = ["validity", "n_valid", "uniqueness", "coverage", "vendi", "novel_fraction", "n_new_unique", "novelty",
               "frechet_to_reference", "generable_coverage", "mass_outside", "chambers_reached"]
 
 

@@ -36,6 +36,7 @@ def set_metrics(domain: Domain, valid: Generated, reference_descriptors: Tensor 
         "vendi": domain.vendi(desc),
         "uniqueness": uniqueness(keys),
         "novel_fraction": novel_fraction(keys, domain.reference_keys()),
+        "n_new_unique": float(len(set(keys) - domain.dataset_keys())),
         "novelty": novelty(sim_nn[:, None]),
     })
     if reference_descriptors is not None:

@@ -106,3 +106,18 @@ def image_grid(path: str | Path, images: Tensor, nrow: int = 10, title: str = ""
     if title:
         fig.suptitle(title, fontsize=9)
     save_figure(fig, path)
+
+
+def molecule_grid(path: str | Path, smiles: Sequence[str], legends: Sequence[str] = (), per_row: int = 6,
+                  size: int = 220) -> None:
+    """A PNG grid of 2-D drawings of molecules (RDKit), with optional legends."""
+    from rdkit import Chem
+    from rdkit.Chem import Draw
+
+    from flowdisco.io import atomic_write_bytes
+
+    mols = [Chem.MolFromSmiles(s) for s in smiles]
+    keep = [i for i, m in enumerate(mols) if m is not None]
+    png = Draw.MolsToGridImage([mols[i] for i in keep], molsPerRow=per_row, subImgSize=(size, size),
+                               legends=[legends[i] for i in keep] if legends else None, returnPNG=True)
+    atomic_write_bytes(path, png)

@@ -149,6 +149,16 @@ class Domain(ABC):
             self._reference_descriptors = self.descriptors(self.reference_designs())
         return self._reference_descriptors
 
+    def dataset_keys(self) -> set[Hashable]:
+        """Keys of every design in the data set (all splits), for counting truly new designs.
+        Defaults to the training designs."""
+        return self.reference_keys()
+
+    def plot_designs(self, path: str, designs: Sequence[Any], legends: Sequence[str] = ()) -> bool:
+        """Draw a set of designs (e.g. newly discovered ones); returns False when the domain has no
+        drawing for them."""
+        return False
+
     def reference_keys(self) -> set[Hashable]:
         if getattr(self, "_reference_keys", None) is None:
             self._reference_keys = {self.key(d) for d in self.reference_designs()}

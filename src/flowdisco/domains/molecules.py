@@ -159,6 +159,25 @@ class MoleculeDomain(Domain):
             self._reference_designs = [Chem.MolToSmiles(Chem.MolFromSmiles(s)) for s in self._train_smiles]
         return self._reference_designs
 
+    def dataset_keys(self) -> set[Hashable]:
+        """Canonical SMILES of every molecule in the data set (all splits)."""
+        if getattr(self, "_dataset_keys", None) is None:
+            Chem = _rdkit()
+            keys = set()
+            for split in self.splits().values():
+                for s in split:
+                    mol = Chem.MolFromSmiles(s)
+                    if mol is not None:
+                        keys.add(Chem.MolToSmiles(mol))
+            self._dataset_keys = keys
+        return self._dataset_keys
+
+    def plot_designs(self, path: str, designs: Sequence[Any], legends: Sequence[str] = ()) -> bool:
+        from flowdisco.plotting import molecule_grid
+
+        molecule_grid(path, list(designs), legends)
+        return True
+
     # ------------------------------------------------------------------ designs
     def decode(self, x: Tensor) -> list[Any]:
         return self.spec.decode(x)

@@ -344,6 +344,17 @@ class _Loop:
         self.dom.plot_samples(str(frames / f"round-{r:05d}.png"), raw.x[:n], raw.valid[:n],
                               title=f"{self.cfg.method} round {r}", **artifacts)
 
+    def _new_designs_plot(self, limit: int = 24) -> None:
+        """Draw up to ``limit`` valid designs of the expansion rounds that are not in the data set."""
+        sel = self.buffer.valid & (self.buffer.round > 0)
+        if not bool(sel.any()):
+            return
+        designs = self.dom.decode_safe(self.buffer.x[sel])
+        new = _first_seen_new(designs, self.buffer.round[sel].tolist(), self.dom)[-limit:]
+        if new:
+            self.dom.plot_designs(str(self.run_dir.plots / "new_designs.png"), [d for d, _ in new],
+                                  [f"round {r}" for _, r in new])
+
     def _commit(self, r: int, record: dict[str, Any]) -> None:
         self.history.append(record)
         if self.store is None:
@@ -362,6 +373,7 @@ class _Loop:
     def _plots(self) -> None:
         from flowdisco.plotting import plot_curves
 
+        self._new_designs_plot()
         evals = [h for h in self.history if "eval" in h]
         if not evals:
             return
@@ -371,6 +383,17 @@ class _Loop:
         for k in keys:
             plot_curves(self.run_dir.plots / f"{k}.png", rounds, {self.cfg.method: [h["eval"][k] for h in evals]},
                         xlabel="round", ylabel=k, title=f"{self.dom.name}: {k}")
+
+
+def _first_seen_new(designs: list[Any], rounds: list[int], dom: Domain) -> list[tuple[Any, int]]:
+    """Distinct designs not in the data set, with the round each was first generated."""
+    known = dom.dataset_keys()
+    seen: dict[Any, tuple[Any, int]] = {}
+    for d, r in zip(designs, rounds, strict=True):
+        k = dom.key(d)
+        if k not in known and k not in seen:
+            seen[k] = (d, r)
+    return list(seen.values())
 
 
 def _with_anchors(data: dict[str, torch.Tensor], dom: Domain, alpha: float) -> dict[str, torch.Tensor]:
