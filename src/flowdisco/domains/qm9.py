@@ -47,6 +47,9 @@ class QM9(MoleculeDomain):
     def verify(self, designs: Sequence[Any]) -> Sequence[bool]:
         return [qm9_valid(s) for s in designs]
 
+    def default_pretrain(self) -> dict[str, Any]:
+        return {"steps": 15000, "batch_size": 128, "lr": 3e-3, "ema_sigma_rel": 0.05}
+
     def expand_defaults(self) -> dict[str, Any]:
         return {**super().expand_defaults(), "surrogate": "ensemble", "guidance_strength": 10.0,
                 "samples_per_round": 64, "finetune_steps": 250, "finetune_batch": 64, "finetune_lr": 1e-4}
