@@ -92,7 +92,7 @@ def _step_ms(config: str, lr: float, args: argparse.Namespace) -> float:
 
         dom = get_domain("digits")
         m = build_model(dom, seed=0, network="dit", network_kwargs=network_kwargs(config, size=args.size, patch=2))
-        data = {"x": dom.training_data(), "cond": dom.training_conditions()}
+        data = dom.training_set()
         fit(m, data, FitConfig(steps=10, batch_size=args.batch_size, lr=lr, progress=False))
         t0 = time.perf_counter()
         fit(m, data, FitConfig(steps=50, batch_size=args.batch_size, lr=lr, progress=False))
@@ -111,7 +111,7 @@ def interleaved_step_times(configs: list[str], args: argparse.Namespace, repeats
     from flowdisco.pretrain import build_model
 
     dom = get_domain("digits")
-    data = {"x": dom.training_data(), "cond": dom.training_conditions()}
+    data = dom.training_set()
     models = {c: build_model(dom, seed=0, network="dit", network_kwargs=network_kwargs(c, size=args.size, patch=2))
               for c in configs}
     for c in configs:  # warm-up (the learning rate does not change the cost of a step)

@@ -325,7 +325,7 @@ def cmd_expand(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     from flowdisco.flow.model import FlowModel, resolve_model_dir
     from flowdisco.generate import generate
-    from flowdisco.io import append_jsonl, save_tensors
+    from flowdisco.io import atomic_write_text, save_tensors
     from flowdisco.seeding import make_generator
 
     model = FlowModel.load(args.model, map_location=args.device)
@@ -336,8 +336,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     g = generate(model, dom, args.n, generator=make_generator(args.seed), steps=args.steps, solver=args.solver)
     out.mkdir(parents=True, exist_ok=True)
     save_tensors(out / "samples.safetensors", {"x": g.x, **({"mask": g.mask} if g.mask is not None else {})})
-    for d, v in zip(g.designs, g.valid, strict=True):
-        append_jsonl(out / "designs.jsonl", {"design": d, "valid": bool(v)})
+    atomic_write_text(out / "designs.jsonl", "".join(
+        json.dumps({"design": d, "valid": bool(v)}) + "\n" for d, v in zip(g.designs, g.valid, strict=True)))
     print(f"{args.n} designs, validity {g.valid.mean():.4f} → {out}")
     return 0
 

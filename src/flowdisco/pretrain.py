@@ -52,13 +52,7 @@ def pretrain(domain: str | Domain, *, steps: int | None = None, seed: int = 0,
     cfg = FitConfig(**settings)
     cfg.validate()
     model = build_model(dom, seed=seed, network=network, network_kwargs=network_kwargs).to(device)
-    data: dict[str, torch.Tensor] = {"x": dom.training_data()}
-    masks = dom.training_masks()
-    if masks is not None:
-        data["mask"] = masks
-    labels = dom.training_conditions()
-    if labels is not None:
-        data["cond"] = labels
+    data = dom.training_set()
     run = RunDir(run_dir, resume=resume) if run_dir is not None else None
     if run is not None:
         run.write_config({"kind": "pretrain", "domain": dom.name, "seed": seed,

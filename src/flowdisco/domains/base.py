@@ -69,6 +69,17 @@ class Domain(ABC):
         """Class labels [N] (long) of the training designs, or None for unconditional domains."""
         return None
 
+    def training_set(self) -> dict[str, Tensor]:
+        """The training data as fit() takes it: {"x"} plus "mask" and "cond" where the domain has them."""
+        data = {"x": self.training_data()}
+        masks = self.training_masks()
+        if masks is not None:
+            data["mask"] = masks
+        labels = self.training_conditions()
+        if labels is not None:
+            data["cond"] = labels
+        return data
+
     def training_masks(self) -> Tensor | None:
         """Masks [N, ...] of the training designs (padding), or None for fixed-size designs."""
         return None

@@ -20,6 +20,7 @@ ends with exactly the numbers of an uninterrupted run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -133,7 +134,7 @@ class ExpandRun:
     run_dir: Path | None = None
 
     def evaluations(self) -> list[dict[str, Any]]:
-        return [h for h in self.history if "eval" in h]
+        return evaluations(self.history)
 
 
 def expand(model: FlowModel | str | os.PathLike, domain: str | Domain, method: str = "actflow", *,
@@ -374,7 +375,7 @@ class _Loop:
         from flowdisco.plotting import plot_curves
 
         self._new_designs_plot()
-        evals = [h for h in self.history if "eval" in h]
+        evals = evaluations(self.history)
         if not evals:
             return
         rounds = [h["round"] for h in evals]
@@ -383,6 +384,11 @@ class _Loop:
         for k in keys:
             plot_curves(self.run_dir.plots / f"{k}.png", rounds, {self.cfg.method: [h["eval"][k] for h in evals]},
                         xlabel="round", ylabel=k, title=f"{self.dom.name}: {k}")
+
+
+def evaluations(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rounds of a history that carry an evaluation."""
+    return [h for h in history if "eval" in h]
 
 
 def _first_seen_new(designs: list[Any], rounds: list[int], dom: Domain) -> list[tuple[Any, int]]:
@@ -398,10 +404,7 @@ def _first_seen_new(designs: list[Any], rounds: list[int], dom: Domain) -> list[
 
 def _with_anchors(data: dict[str, torch.Tensor], dom: Domain, alpha: float) -> dict[str, torch.Tensor]:
     """Append the training data as anchors; loss weights give them a share α of the objective."""
-    anchors = {"x": dom.training_data()}
-    masks = dom.training_masks()
-    if masks is not None:
-        anchors["mask"] = masks
+    anchors = dom.training_set()
     nb, na = data["x"].shape[0], anchors["x"].shape[0]
     out = {k: torch.cat([data[k], anchors[k]]) for k in data if k in anchors}
     out["weight"] = torch.cat([torch.full((nb,), (1 - alpha) / nb), torch.full((na,), alpha / na)])
@@ -409,6 +412,4 @@ def _with_anchors(data: dict[str, torch.Tensor], dom: Domain, alpha: float) -> d
 
 
 def _json_line(obj: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(obj, default=float) + "\n"
