@@ -31,6 +31,28 @@ def test_readme_main_job_runs_end_to_end_at_tiny_size(tmp_path):
     assert rounds == [0, 1, 2]
 
 
+def test_main_job_expands_the_shipped_qm9_model_at_tiny_size(tmp_path):
+    pytest.importorskip("rdkit", reason="the main job needs the chem extra (installed by `make test`)")
+    from flowdisco.domains import get_domain
+
+    assert get_domain("qm9").pretrained_model_path() is not None, "the QM9 model must ship with the package"
+    exe = Path(sys.executable).parent / "flowdisco"
+    run = tmp_path / "main"
+    tiny = ["--set", "eval_samples=64", "--set", "eval_valid=8", "--set", "sampler_steps=5", "--set", "warmup_valid=4",
+            "--set", "warmup_batch=64", "--set", "finetune_batch=8", "--set", 'surrogate_options={"max_steps": 20}']
+    out = subprocess.run([str(exe), "expand", "qm9", "--rounds", "1", "--samples-per-round", "8", "--finetune-steps",
+                          "2", "--eval-every", "1", *tiny, "--run-dir", str(run), *TINY], capture_output=True,
+                         text=True, timeout=600, env={**os.environ, "MPLBACKEND": "Agg"})
+    assert out.returncode == 0, out.stderr
+    for word in ("pre-trained", "actflow r1", "validity", "coverage", "vendi", "novelty", "n_new_unique",
+                 "frechet_to_test"):
+        assert word in out.stdout, word
+    for f in ("config.json", "metrics.jsonl", "state/LATEST.json", "plots/validity.png", "plots/coverage.png"):
+        assert (run / f).is_file(), f
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["domain"] == "qm9" and cfg["model"]["network"] == "graph-mp"
+
+
 def test_pretrain_sample_evaluate(tmp_path, capsys):
     run = tmp_path / "p"
     assert main(["pretrain", "toy2d", "--steps", "20", "--run-dir", str(run), *TINY]) == 0

@@ -91,3 +91,53 @@ def test_molecule_grid_of_new_designs(qm9, tmp_path):
     out = tmp_path / "new.png"
     assert qm9.plot_designs(str(out), ["CCO", "c1ccccc1O", "not-a-molecule"], ["a", "b", "c"])
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+OUTSIDE = ["FC(F)F", "C1CC1", "OC1CCC1", "Fc1ccccc1"]  # fluorine, a 3-ring, a 4-ring, fluorine on benzene
+
+
+def _tiny_ood():
+    from flowdisco.domains.qm9 import QM9OutOfDistribution, in_restriction, load_qm9_smiles
+
+    class TinyOOD(QM9OutOfDistribution):  # QM9's first molecules inside the restriction + OUTSIDE
+        def all_smiles(self):
+            return [s for s in load_qm9_smiles()[:400] if in_restriction(s)] + ["c1ccccc1"] + OUTSIDE
+
+    return TinyOOD()
+
+
+def test_restriction_and_scaffolds():
+    from flowdisco.domains.qm9 import in_restriction, murcko_scaffold
+
+    assert in_restriction("CCO") and in_restriction("c1ccccc1") and in_restriction("CC1CCCC1")
+    assert not any(in_restriction(s) for s in OUTSIDE)
+    assert murcko_scaffold("Fc1ccccc1") == "c1ccccc1" and murcko_scaffold("CCO") == ""
+
+
+def test_ood_domain_trains_inside_the_restriction_and_counts_held_out_reach():
+    from flowdisco.domains.qm9 import in_restriction, ood_counts
+
+    dom = _tiny_ood()
+    assert all(in_restriction(s) for split in dom.splits().values() for s in split)
+    mols, scaffolds = dom.held_out()
+    assert {canonical(s) for s in OUTSIDE} == mols
+    assert scaffolds == {"C1CC1", "C1CCC1"}  # benzene also occurs inside the restriction: not held out
+    got = ood_counts(dom, ["C1CC1", "CC1CC1", "Fc1ccccc1", "CCO"])
+    assert got["outside_restriction_fraction"] == 0.75
+    assert got["held_out_molecules"] == 2 and got["held_out_scaffolds"] == 1
+    assert canonical("FC(F)F") in dom.dataset_keys()  # held-out molecules are not "new"
+
+
+def test_set_metrics_reports_fcd_to_test_extra_coverage_and_domain_metrics():
+    import numpy as np
+
+    from flowdisco.evaluate import set_metrics
+    from flowdisco.generate import Generated
+
+    dom = _tiny_ood()
+    designs = ["C1CC1", "CCO", "CCN", "c1ccccc1", "CC(=O)O", "OCC1CC1"]
+    g = Generated(x=torch.zeros(len(designs), 1), mask=None, designs=designs, valid=np.ones(len(designs), bool))
+    out = set_metrics(dom, g, reference_features=dom.frechet_features(designs))
+    assert out["frechet_to_reference"] == pytest.approx(0.0, abs=1e-3) and out["frechet_to_test"] > 1.0
+    assert out["coverage_0.9"] <= out["coverage"] <= out["coverage_0.7"]
+    assert out["held_out_scaffolds"] == 1 and out["outside_restriction_fraction"] == pytest.approx(2 / 6)

@@ -26,8 +26,25 @@ from flowdisco import __version__
 
 log = logging.getLogger("flowdisco")
 
-TABLE_KEYS = ["validity", "n_valid", "uniqueness", "coverage", "vendi", "novel_fraction", "n_new_unique", "novelty",
-              "frechet_to_reference", "generable_coverage", "mass_outside", "chambers_reached"]
+TABLE_KEYS = [
+    "validity", "uniqueness_raw", "n_valid", "uniqueness", "coverage", "coverage_0.9", "vendi", "novel_fraction",
+    "n_new_unique", "novelty", "frechet_to_test", "frechet_to_reference", "generable_coverage", "mass_outside",
+    "chambers_reached", "held_out_molecules", "held_out_scaffolds", "outside_restriction_fraction",
+]
+METRIC_HELP = {
+    "validity": "share of raw samples the verifier accepts",
+    "uniqueness_raw": "distinct share of all valid raw samples",
+    "n_valid": "valid samples the set metrics below are computed on",
+    "uniqueness": "distinct share of those valid samples",
+    "coverage": "sphere-exclusion clusters among them (molecules: LeaderPicker, Tanimoto distance 0.85)",
+    "coverage_0.9": "the same at the stricter distance 0.9",
+    "vendi": "Vendi diversity (effective number of distinct designs)",
+    "novel_fraction": "share of valid samples not in the training set",
+    "n_new_unique": "distinct valid samples in no split of the data set",
+    "novelty": "mean similarity to the nearest training design (lower: more novel)",
+    "frechet_to_test": "Fréchet distance to the test split (molecules: FCD)",
+    "frechet_to_reference": "Fréchet distance to the pre-trained model's samples (molecules: FCD)",
+}
 
 
 def _default_threads() -> int:
@@ -89,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any expand option, e.g. --set guidance_strength=13 --set "
                         "'surrogate_options={\"lengthscale\": 0.05}' (values are JSON)")
-    p.add_argument("--run-dir", default=None, help="run directory (default runs/expand-DOMAIN-METHOD-sSEED)")
+    p.add_argument("--run-dir", default=None,
+                   help="run directory (default runs/expand-DOMAIN-METHOD-sSEED-TIME; needed with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir after a crash or kill")
     _common(p)
 
@@ -286,7 +304,7 @@ def _pretrained_for(dom, args: argparse.Namespace, run_dir: Path):
     shipped = dom.pretrained_model_path()
     if shipped is not None:
         return FlowModel.load(shipped, map_location=args.device)
-    target = run_dir.parent / f"{run_dir.name}-pretrained"
+    target = run_dir.parent / f"pretrain-{dom.name}-s{args.seed}"  # where `flowdisco pretrain` writes by default
     if (target / "model" / "flowdisco_model.json").is_file():
         print(f"using the pre-trained model in {target}", flush=True)
         return FlowModel.load(target, map_location=args.device)
@@ -301,7 +319,10 @@ def cmd_expand(args: argparse.Namespace) -> int:
     from flowdisco.expand import expand
 
     dom = get_domain(args.domain)
-    run_dir = Path(args.run_dir or f"runs/expand-{dom.name}-{args.method}-s{args.seed}")
+    if args.resume and not args.run_dir:
+        raise ValueError("--resume needs the --run-dir of the run to continue")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(args.run_dir or f"runs/expand-{dom.name}-{args.method}-s{args.seed}-{stamp}")
     settings = parse_settings(args.set)
     if args.eval_every is not None:
         settings["eval_every"] = args.eval_every
@@ -314,11 +335,17 @@ def cmd_expand(args: argparse.Namespace) -> int:
     if evals:
         first, last = evals[0], evals[-1]
         rows = {"pre-trained": first["eval"], f"{args.method} r{last['round']}": last["eval"]}
+        keys = [k for k in TABLE_KEYS if k in last["eval"]]
         print()
-        print(format_table(rows, [k for k in TABLE_KEYS if k in last["eval"]]))
-    print(f"\n{len(run.history) - 1} rounds, buffer {len(run.buffer)} designs ({run.buffer.n_valid} valid) · "
-          f"wall-clock {time.perf_counter() - t0:.1f} s · run directory {run_dir}")
-    print(f"plots: {run_dir / 'plots'} · frames: {run_dir / 'frames'}")
+        print(format_table(rows, keys))
+        print("\n" + "\n".join(f"  {k}: {METRIC_HELP[k]}" for k in keys if k in METRIC_HELP))
+    new = sum(h.get("round_new_valid_unique", 0) for h in run.history)
+    print(f"\n{len(run.history) - 1} rounds, buffer {len(run.buffer)} designs ({run.buffer.n_valid} valid, "
+          f"{new} distinct valid designs first found during expansion) · wall-clock {time.perf_counter() - t0:.1f} s")
+    print(f"run directory {run_dir} · plots {run_dir / 'plots'} · frames {run_dir / 'frames'}")
+    grid = run_dir / "plots" / "new_designs.png"
+    if grid.is_file():
+        print(f"newly discovered designs (not in the data set): {grid}")
     return 0
 
 

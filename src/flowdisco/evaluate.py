@@ -20,9 +20,10 @@ from flowdisco.metrics import frechet_distance, novel_fraction, novelty, uniquen
 from flowdisco.seeding import make_generator
 
 
-def set_metrics(domain: Domain, valid: Generated, reference_descriptors: Tensor | None = None) -> dict[str, float]:
-    """Metrics of a set of valid designs: coverage, Vendi, uniqueness, novelty (+ Fréchet distance
-    of descriptors to ``reference_descriptors``, e.g. the pre-trained model's samples)."""
+def set_metrics(domain: Domain, valid: Generated, reference_features: Tensor | None = None) -> dict[str, float]:
+    """Metrics of a set of valid designs: coverage, Vendi, uniqueness, novelty, and Fréchet
+    distances of ``domain.frechet_features`` (FCD on molecules) to the domain's test set and to
+    ``reference_features`` [m, f] (e.g. of the pre-trained model's valid samples)."""
     n = len(valid.designs)
     out: dict[str, float] = {"n_valid": float(n)}
     if n == 0:
@@ -39,13 +40,21 @@ def set_metrics(domain: Domain, valid: Generated, reference_descriptors: Tensor 
         "n_new_unique": float(len(set(keys) - domain.dataset_keys())),
         "novelty": novelty(sim_nn[:, None]),
     })
-    if reference_descriptors is not None:
-        out["frechet_to_reference"] = frechet_distance(desc.numpy(), reference_descriptors.numpy())
+    for t in domain.extra_coverage_thresholds:
+        out[f"coverage_{t:g}"] = float(domain.coverage(desc, t))
+    out.update(domain.design_metrics(valid.designs))
+    test = domain.test_frechet_features()
+    if n >= 2 and (test is not None or reference_features is not None):
+        feats = domain.frechet_features(valid.designs).double().numpy()
+        if test is not None:
+            out["frechet_to_test"] = frechet_distance(feats, test.double().numpy())
+        if reference_features is not None:
+            out["frechet_to_reference"] = frechet_distance(feats, reference_features.double().numpy())
     return out
 
 
 def evaluate(model: Any, domain: str | Domain, *, n_samples: int = 1000, n_valid: int = 500, seed: int = 0,
-             steps: int = 100, solver: str = "euler", reference_descriptors: Tensor | None = None,
+             steps: int = 100, solver: str = "euler", reference_features: Tensor | None = None,
              extra: bool = True, max_batches: int = 20, return_samples: bool = False,
              artifacts: dict[str, Tensor] | None = None) -> Any:
     """Sample ``model``, verify, and compute the metrics (a dict of floats).
@@ -62,7 +71,10 @@ def evaluate(model: Any, domain: str | Domain, *, n_samples: int = 1000, n_valid
     raw, valid = collect_valid(model, dom, n_valid, generator=gen, batch=n_samples, max_batches=max_batches,
                                steps=steps, solver=solver)
     stats: dict[str, float] = {"validity": validity(raw.valid[:n_samples])}
-    stats.update(set_metrics(dom, valid, reference_descriptors))
+    first_valid = [d for d, ok in zip(raw.designs[:n_samples], raw.valid[:n_samples], strict=True) if ok]
+    if first_valid:  # uniqueness among all valid designs of the n_samples raw ones
+        stats["uniqueness_raw"] = uniqueness([dom.key(d) for d in first_valid])
+    stats.update(set_metrics(dom, valid, reference_features))
     if extra:
         with torch.no_grad():
             stats.update(dom.extra_metrics(model, seed=seed, artifacts=artifacts))

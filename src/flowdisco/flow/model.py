@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from flowdisco import __version__
-from flowdisco.flow.path import LinearGaussianPath, flow_matching_loss, get_path
+from flowdisco.flow.path import LinearGaussianPath, flow_matching_loss, get_path, masked_mse
 from flowdisco.flow.solvers import (
     SOLVERS,
     GuidanceFn,
@@ -115,6 +115,11 @@ class FlowModel(nn.Module):
         mask = batch.get("mask")
         sample = self.path.interpolate(batch["x0"], batch["x"], batch["t"])
         v = f(sample.x_t, sample.t, mask=mask, cond=batch.get("cond"))
+        if getattr(self.net, "loss_target", "velocity") == "endpoint":
+            # endpoint-parameterised networks: the MSE of the endpoint they imply, ‖x̂1 − x1‖²
+            # (= the velocity loss weighted by (1 − t)², without its blow-up near t = 1)
+            return masked_mse(self.path.endpoint(sample.x_t, sample.t, v), batch["x"], mask=mask,
+                              weights=batch.get("weight"))
         return flow_matching_loss(v, sample, mask=mask, weights=batch.get("weight"))
 
     # ------------------------------------------------------------------ sampling

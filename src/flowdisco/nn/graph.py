@@ -37,9 +37,18 @@ class GraphTransformer(nn.Module):
     """x [B, N, A + N·Bc], t [B], mask [B, N, A + N·Bc] → velocity of the same shape."""
 
     def __init__(self, max_atoms: int, atom_features: int, bond_classes: int = 4, dim: int = 128, depth: int = 4,
-                 heads: int = 4, mods: list[str] | tuple[str, ...] = ("scale", "shift", "gate")) -> None:
+                 heads: int = 4, mods: list[str] | tuple[str, ...] = ("scale", "shift", "gate"),
+                 output: str = "velocity", atom_groups: list[int] | None = None, endpoint_eps: float = 0.02) -> None:
         super().__init__()
+        if output not in ("velocity", "endpoint"):
+            raise ValueError(f"output must be 'velocity' or 'endpoint', got {output!r}")
+        groups = list(atom_groups or [atom_features])
+        if sum(groups) != atom_features:
+            raise ValueError(f"atom_groups {groups} must add up to atom_features={atom_features}")
         self.N, self.A, self.Bc, self.heads = max_atoms, atom_features, bond_classes, heads
+        self.output, self.atom_groups, self.endpoint_eps = output, groups, endpoint_eps
+        # endpoint networks are trained on the endpoint they imply (FlowModel.loss reads this)
+        self.loss_target = "endpoint" if output == "endpoint" else "velocity"
         mods = check_modulations(mods)
         # atom features + the mean of its bond row + a constant 1 (in place of a bias)
         self.atom_in = MPLinear(atom_features + bond_classes + 1, dim)
@@ -70,10 +79,28 @@ class GraphTransformer(nn.Module):
         for block in self.blocks:
             h = block(h, c, attn_mask)
         node = self.node_head(h)
-        v_atoms = self.node_out(node)
+        out_atoms = self.node_out(node)
         u = self.pair_in(node)
         pair = mp_sum((u[:, :, None] + u[:, None, :]) / 2 ** 0.5, self.bond_in(bonds1), EMBED_T)
-        v_bonds = self.bond_out(mp_silu(pair))
-        v_bonds = 0.5 * (v_bonds + v_bonds.transpose(1, 2))
-        v = torch.cat([v_atoms, v_bonds.reshape(B, N, N * Bc)], dim=-1)
+        out_bonds = self.bond_out(mp_silu(pair))
+        out_bonds = 0.5 * (out_bonds + out_bonds.transpose(1, 2))
+        if self.output == "endpoint":
+            out_atoms, out_bonds = self._velocity_from_logits(x, t, out_atoms, out_bonds)
+        v = torch.cat([out_atoms, out_bonds.reshape(B, N, N * Bc)], dim=-1)
         return v * mask if mask is not None else v
+
+    def _velocity_from_logits(self, x: Tensor, t: Tensor, atom_logits: Tensor, bond_logits: Tensor
+                              ) -> tuple[Tensor, Tensor]:
+        """Endpoint parameterisation: per one-hot group, x̂1 = 2·softmax(logits) − 1 (the ±1 encoding
+        of :mod:`flowdisco.domains.molgraph`), and v = (x̂1 − x_t) / max(1 − t, eps).
+
+        atom_logits [B, N, A], bond_logits [B, N, N, Bc] → velocities of the same shapes.
+        """
+        B, N, _ = x.shape
+        probs = torch.cat([g.softmax(-1) for g in atom_logits.split(self.atom_groups, dim=-1)], dim=-1)
+        x1_atoms = 2 * probs - 1
+        x1_bonds = 2 * bond_logits.softmax(-1) - 1
+        scale = 1.0 / (1.0 - t).clamp_min(self.endpoint_eps).view(B, 1, 1)
+        v_atoms = (x1_atoms - x[..., : self.A]) * scale
+        v_bonds = (x1_bonds - x[..., self.A:].reshape(B, N, N, self.Bc)) * scale[..., None]
+        return v_atoms, v_bonds
