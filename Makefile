@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/flowdisco demo
+	$(BIN)/flowdisco expand qm9
 
 # pytest exits 5 when it collected no tests: treat that as a failure, never a pass.
 test: $(STAMP)

@@ -15,7 +15,7 @@ training set), valid unique molecules not in the data set, FCD to the test split
 pre-trained model's samples. For qm9-ood also: held-out molecules and Murcko scaffolds among the
 evaluation samples and among every valid design generated during the run.
 
-    python benchmarks/molecules.py qm9                          # 3 seeds × 15 rounds
+    python benchmarks/molecules.py qm9                          # 3 seeds × the domain's rounds (qm9: 12)
     python benchmarks/molecules.py qm9-ood --pretrain-steps 8000
     python benchmarks/molecules.py qm9 --rounds 2 --seeds 0     # quick look
 """
@@ -45,9 +45,9 @@ COLORS = {"actflow": "#e76f51", "rec-f": "#2a9d8f", "rec-nf": "#6d597a"}
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("domain", choices=sorted(OUTPUT))
-    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=None, help="default: the domain's (qm9: 12)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--eval-every", type=int, default=5)
+    ap.add_argument("--eval-every", type=int, default=None, help="default: the domain's (qm9: 6)")
     ap.add_argument("--model", default=None, help="model directory (default: shipped, or pre-trained here)")
     ap.add_argument("--pretrain-steps", type=int, default=None, help="steps when this script pre-trains")
     ap.add_argument("--max-train", type=int, default=None, help="moses: training molecules used")

@@ -15,6 +15,8 @@ from flowdisco.flow.model import FlowModel
 from flowdisco.runs import RunDir
 from flowdisco.seeding import seeded
 
+DEFAULT_CHECKPOINT_EVERY = 500
+
 
 def build_model(domain: Domain, seed: int = 0, network: str | None = None,
                 network_kwargs: dict | None = None) -> FlowModel:
@@ -37,7 +39,8 @@ def pretrain(domain: str | Domain, *, steps: int | None = None, seed: int = 0,
 
     Defaults come from ``domain.default_pretrain()``; ``steps`` and any FitConfig field override
     them. With ``run_dir`` the run writes config.json, metrics.jsonl, resumable checkpoints and the
-    final model (``run_dir/model``); ``resume=True`` continues a killed run. ``on_log(record, model)``
+    final model (``run_dir/model``), with a resumable checkpoint every 500 steps unless
+    ``checkpoint_every`` says otherwise; ``resume=True`` continues a killed run. ``on_log(record, model)``
     is called at every log step (record: step, loss, lr) and may add fields (logged with it).
     """
     dom = get_domain(domain)
@@ -49,6 +52,8 @@ def pretrain(domain: str | Domain, *, steps: int | None = None, seed: int = 0,
                 "desc": f"pretrain {dom.name}"}
     if steps is not None:
         settings["steps"] = steps
+    if run_dir is not None and "checkpoint_every" not in fit_kwargs:
+        settings["checkpoint_every"] = DEFAULT_CHECKPOINT_EVERY  # a killed run loses at most this many steps
     cfg = FitConfig(**settings)
     cfg.validate()
     model = build_model(dom, seed=seed, network=network, network_kwargs=network_kwargs).to(device)
