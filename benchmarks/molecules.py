@@ -17,7 +17,10 @@ evaluation samples and among every valid design generated during the run.
 
     python benchmarks/molecules.py qm9                          # 3 seeds × the domain's rounds (qm9: 12)
     python benchmarks/molecules.py qm9-ood --pretrain-steps 8000
-    python benchmarks/molecules.py qm9 --rounds 2 --seeds 0     # quick look
+    python benchmarks/molecules.py qm9 --rounds 2 --seeds 0 --work-dir runs/quick   # quick look
+
+A killed benchmark continues where it stopped when run again with the same arguments: finished
+runs are read back from their run directories, unfinished ones resume (--fresh starts over).
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ def main() -> None:
     ap.add_argument("--max-train", type=int, default=None, help="moses: training molecules used")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="expand options for every method")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fresh", action="store_true",
+                    help="delete earlier runs in the work dir (default: continue or reuse them)")
     ap.add_argument("--work-dir", default=None, help="run directories (default runs/bench-DOMAIN, not committed)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -64,8 +69,9 @@ def main() -> None:
     kwargs = {"max_train": args.max_train} if args.max_train else {}
     dom = fd.domains.get_domain(args.domain, **kwargs)
     model, pretrain_info = _model(dom, args, work)
-    for sub in work.glob("*-s*"):
-        shutil.rmtree(sub)
+    if args.fresh:
+        for sub in work.glob("*-s*"):
+            shutil.rmtree(sub)
 
     per_seed: dict[str, dict[str, dict]] = {m: {} for m in ["pretrained", *METHODS]}
     discovered: dict[str, dict[str, dict]] = {m: {} for m in METHODS}
@@ -73,8 +79,10 @@ def main() -> None:
     for seed in args.seeds:
         for method in METHODS:
             t0 = time.time()
+            run_dir = work / f"{method}-s{seed}"
+            # an existing run with the same settings is continued (or, if complete, read back)
             run = fd.expand(model, dom, method=method, rounds=args.rounds, eval_every=args.eval_every, seed=seed,
-                            run_dir=work / f"{method}-s{seed}", progress=False, **options)
+                            run_dir=run_dir, resume=(run_dir / "config.json").is_file(), progress=False, **options)
             timing[method].append(time.time() - t0)
             evals = run.evaluations()
             curve = {"round": [h["round"] for h in evals]}
