@@ -33,7 +33,8 @@ def _net(**kw):
 
 def test_bond_outputs_are_symmetric_and_padding_is_zero():
     x, mask, t = _inputs()
-    for kw in ({}, {"output": "endpoint", "atom_groups": [4, 3]}):
+    for kw in ({}, {"output": "endpoint", "atom_groups": [4, 3]}, {"output": "endpoint", "atom_groups": [4, 3],
+                                                                  "edge_dim": 8}):
         v = _net(**kw)(x, t, mask=mask)
         bonds = v[..., A:].reshape(3, N, N, BC)
         assert torch.allclose(bonds, bonds.transpose(1, 2), atol=1e-6)
@@ -65,3 +66,15 @@ def test_endpoint_network_is_trained_on_its_endpoint():
     x1_hat = model.endpoint(sample.x_t, batch["t"], mask=mask)
     expected = masked_mse(x1_hat, batch["x"], mask=mask)
     assert torch.allclose(model.loss(batch), expected, atol=1e-6)
+
+
+def test_atom_order_does_not_matter():
+    x, mask, t = _inputs(1)  # one molecule with all N atoms real
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    net = _net(output="endpoint", atom_groups=[4, 3], edge_dim=8)
+
+    def permute(z):
+        atoms, bonds = z[..., :A][:, perm], z[..., A:].reshape(1, N, N, BC)[:, perm][:, :, perm]
+        return torch.cat([atoms, bonds.reshape(1, N, N * BC)], dim=-1)
+
+    assert torch.allclose(net(permute(x), t, mask=permute(mask)), permute(net(x, t, mask=mask)), atol=1e-5)

@@ -38,7 +38,8 @@ class GraphTransformer(nn.Module):
 
     def __init__(self, max_atoms: int, atom_features: int, bond_classes: int = 4, dim: int = 128, depth: int = 4,
                  heads: int = 4, mods: list[str] | tuple[str, ...] = ("scale", "shift", "gate"),
-                 output: str = "velocity", atom_groups: list[int] | None = None, endpoint_eps: float = 0.02) -> None:
+                 output: str = "velocity", atom_groups: list[int] | None = None, endpoint_eps: float = 0.02,
+                 edge_dim: int = 0) -> None:
         super().__init__()
         if output not in ("velocity", "endpoint"):
             raise ValueError(f"output must be 'velocity' or 'endpoint', got {output!r}")
@@ -60,6 +61,15 @@ class GraphTransformer(nn.Module):
         self.pair_in = MPLinear(dim, dim)
         self.bond_in = MPLinear(bond_classes + 1, dim)
         self.bond_out = MPLinear(dim, bond_classes, gain=0.0)
+        # optional edge pathway (edge_dim > 0): pair features updated after every block from the
+        # atoms they join, feeding each block's attention bias and the bond output
+        self.edge_dim = edge_dim
+        if edge_dim:
+            self.edge_in = MPLinear(bond_classes + 1, edge_dim)
+            self.edge_bias = nn.ModuleList(MPLinear(edge_dim, heads, gain=1.0) for _ in range(depth))
+            self.edge_from_atoms = nn.ModuleList(MPLinear(dim, edge_dim) for _ in range(depth))
+            self.edge_mix = nn.ModuleList(MPLinear(edge_dim, edge_dim) for _ in range(depth))
+            self.edge_out = MPLinear(edge_dim, dim)
 
     def forward(self, x: Tensor, t: Tensor, mask: Tensor | None = None, cond: Tensor | None = None) -> Tensor:
         B, N, _ = x.shape
@@ -76,18 +86,31 @@ class GraphTransformer(nn.Module):
         bias = self.bond_bias(bonds1).permute(0, 3, 1, 2)  # [B, heads, N, N]
         attn_mask = bias.masked_fill(~allowed[:, None], float("-inf"))
         c = self.cond(t)
-        for block in self.blocks:
+        e = self.edge_in(bonds1) if self.edge_dim else None  # [B, N, N, edge_dim]
+        for i, block in enumerate(self.blocks):
+            if e is not None:
+                attn_mask = attn_mask + self.edge_bias[i](e).permute(0, 3, 1, 2)
             h = block(h, c, attn_mask)
+            if e is not None:
+                e = self._update_edges(i, e, h)
         node = self.node_head(h)
         out_atoms = self.node_out(node)
         u = self.pair_in(node)
-        pair = mp_sum((u[:, :, None] + u[:, None, :]) / 2 ** 0.5, self.bond_in(bonds1), EMBED_T)
+        pair_state = self.bond_in(bonds1) if e is None else mp_sum(self.bond_in(bonds1), self.edge_out(e), EMBED_T)
+        pair = mp_sum((u[:, :, None] + u[:, None, :]) / 2 ** 0.5, pair_state, EMBED_T)
         out_bonds = self.bond_out(mp_silu(pair))
         out_bonds = 0.5 * (out_bonds + out_bonds.transpose(1, 2))
         if self.output == "endpoint":
             out_atoms, out_bonds = self._velocity_from_logits(x, t, out_atoms, out_bonds)
         v = torch.cat([out_atoms, out_bonds.reshape(B, N, N * Bc)], dim=-1)
         return v * mask if mask is not None else v
+
+    def _update_edges(self, i: int, e: Tensor, h: Tensor) -> Tensor:
+        """e_ij ← mp_sum(e_ij, W·silu(e_ij ⊕ a_i + a_j)), kept symmetric. e [B, N, N, E], h [B, N, D]."""
+        a = self.edge_from_atoms[i](h)
+        msg = self.edge_mix[i](mp_silu(mp_sum(e, (a[:, :, None] + a[:, None, :]) / 2 ** 0.5, EMBED_T)))
+        e = mp_sum(e, msg, 0.3)
+        return 0.5 * (e + e.transpose(1, 2))
 
     def _velocity_from_logits(self, x: Tensor, t: Tensor, atom_logits: Tensor, bond_logits: Tensor
                               ) -> tuple[Tensor, Tensor]:
