@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	# torch first and pinned: the local CPU wheel; anything unpinned would pull CUDA builds.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,chem]"
+	$(BIN)/pip install -q -e ".[dev,chem,bio]"
 	# molsets declares a pomegranate pin that has no wheel: its data and filters need no dependencies.
 	$(BIN)/pip install -q --no-deps molsets==0.3.1
+	# riot-na ships antibody V-gene protein sequences (the proteins domain reads only that data file).
+	$(BIN)/pip install -q --no-deps riot-na==5.2.0
 	touch $(STAMP)
 
 install: $(STAMP)

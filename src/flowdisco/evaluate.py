@@ -31,9 +31,9 @@ def set_metrics(domain: Domain, valid: Generated, reference_features: Tensor | N
                 "novel_fraction": float("nan"), "novelty": float("nan")}
     desc = domain.descriptors(valid.designs)
     keys = [domain.key(d) for d in valid.designs]
-    sim_nn = domain.nearest_reference_similarity(desc)
+    sim_nn = domain.nearest_reference_similarity(desc, designs=valid.designs)
     out.update({
-        "coverage": float(domain.coverage(desc)),
+        "coverage": float(domain.coverage(desc, designs=valid.designs)),
         "vendi": domain.vendi(desc),
         "uniqueness": uniqueness(keys),
         "novel_fraction": novel_fraction(keys, domain.reference_keys()),

@@ -24,9 +24,10 @@ def subplots(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
     return _plt().subplots(*args, **kwargs)
 
 
-def save_figure(fig: Any, path: str | Path) -> None:
-    """Lay out, write as PNG (creating the folder) and free the figure."""
-    fig.tight_layout()
+def save_figure(fig: Any, path: str | Path, tight: bool = True) -> None:
+    """Lay out (unless ``tight`` is False), write as PNG (creating the folder) and free the figure."""
+    if tight:
+        fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     _plt().close(fig)
@@ -121,3 +122,32 @@ def molecule_grid(path: str | Path, smiles: Sequence[str], legends: Sequence[str
     png = Draw.MolsToGridImage([mols[i] for i in keep], molsPerRow=per_row, subImgSize=(size, size),
                                legends=[legends[i] for i in keep] if legends else None, returnPNG=True)
     atomic_write_bytes(path, png)
+
+
+def sequence_list(path: str | Path, seqs: Sequence[str], legends: Sequence[str] = (), wrap: int = 60) -> None:
+    """A PNG listing sequences in a monospaced font (wrapped at ``wrap`` letters), residues coloured
+    by class (hydrophobic, positive, negative, polar, special), with optional legends."""
+    plt = _plt()
+    colours = {**dict.fromkeys("AILMFVW", "#1b7837"), **dict.fromkeys("KRH", "#2166ac"),
+               **dict.fromkeys("DE", "#b2182b"), **dict.fromkeys("STNQYC", "#7b3294"),
+               **dict.fromkeys("GP", "#e08214")}
+    lines: list[tuple[str, str]] = []
+    for i, s in enumerate(seqs):
+        tag = legends[i] if i < len(legends) else f"#{i + 1}"
+        chunks = [s[j:j + wrap] for j in range(0, max(len(s), 1), wrap)]
+        for k, chunk in enumerate(chunks):
+            lines.append((f"{tag} ({len(s)} aa)" if k == 0 else "", chunk))
+    height = 0.6 + 0.24 * max(len(lines), 1)
+    fig = plt.figure(figsize=(0.11 * wrap + 2.6, height))
+    ax = fig.add_axes([0, 0, 1, 1])
+    ax.set_axis_off()
+    step = 1.0 / (len(lines) + 1)
+    char_w = 0.11 / (0.11 * wrap + 2.6)
+    x0 = 2.5 / (0.11 * wrap + 2.6)
+    for r, (tag, chunk) in enumerate(lines):
+        y = 1 - (r + 1) * step
+        ax.text(0.01, y, tag, fontsize=8, va="center", family="monospace", color="#444444")
+        for j, c in enumerate(chunk):
+            ax.text(x0 + j * char_w, y, c, fontsize=9, va="center", family="monospace",
+                    color=colours.get(c, "black"))
+    save_figure(fig, path, tight=False)

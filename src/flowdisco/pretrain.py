@@ -11,7 +11,7 @@ import torch
 
 from flowdisco.domains import Domain, get_domain
 from flowdisco.flow.fit import FitConfig, fit
-from flowdisco.flow.model import FlowModel
+from flowdisco.flow.model import FlowModel, model_class
 from flowdisco.runs import RunDir
 from flowdisco.seeding import seeded
 
@@ -26,8 +26,10 @@ def build_model(domain: Domain, seed: int = 0, network: str | None = None,
         name, kwargs = network, {}
     kwargs = {**kwargs, **(network_kwargs or {})}
     extra = {"num_classes": domain.num_classes, "label_dropout": domain.label_dropout} if domain.num_classes else {}
+    extra.update(domain.model_extra())
     with seeded(seed):
-        return FlowModel(name, kwargs, domain.shape, domain=domain.name, extra=extra)
+        return model_class(domain.flow_path)(name, kwargs, domain.shape, path=domain.flow_path, domain=domain.name,
+                                             extra=extra)
 
 
 def pretrain(domain: str | Domain, *, steps: int | None = None, seed: int = 0,

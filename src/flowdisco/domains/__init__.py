@@ -36,8 +36,28 @@ def _moses(**kwargs: object) -> Domain:
     return Moses(**kwargs)
 
 
-_DOMAINS: dict[str, Callable[..., Domain]] = {"toy2d": Toy2D, "digits": _digits, "qm9": _qm9, "qm9-ood": _qm9_ood,
-                                               "moses": _moses}
+def _peptides(discrete: bool = False) -> Callable[..., Domain]:
+    def make(**kwargs: object) -> Domain:
+        from flowdisco.domains.sequences import Peptides
+
+        return Peptides(discrete=discrete, **kwargs)
+
+    return make
+
+
+def _proteins(discrete: bool = False) -> Callable[..., Domain]:
+    def make(**kwargs: object) -> Domain:
+        from flowdisco.domains.sequences import Proteins
+
+        return Proteins(discrete=discrete, **kwargs)
+
+    return make
+
+
+_DOMAINS: dict[str, Callable[..., Domain]] = {
+    "toy2d": Toy2D, "digits": _digits, "qm9": _qm9, "qm9-ood": _qm9_ood, "moses": _moses,
+    "peptides": _peptides(), "peptides-discrete": _peptides(discrete=True),
+    "proteins": _proteins(), "proteins-discrete": _proteins(discrete=True)}
 
 
 def register_domain(name: str, factory: Callable[..., Domain]) -> None:

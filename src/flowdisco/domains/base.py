@@ -64,6 +64,12 @@ class Domain(ABC):
         """The verifier: one boolean per design (True = valid). May raise; see :meth:`check`."""
 
     # ------------------------------------------------------------------ optional
+    flow_path: ClassVar[str] = "linear"  # "masked": designs are token ids [L] of a masked discrete flow
+
+    def model_extra(self) -> dict[str, Any]:
+        """Extra fields stored with a new model of this domain (discrete domains: {"vocab_size": V})."""
+        return {}
+
     num_classes: int = 0  # class-conditional domains: number of classes (labels from training_conditions)
     label_dropout: float = 0.0  # probability of training on the null class (classifier-free guidance)
 
@@ -133,9 +139,11 @@ class Domain(ABC):
         return None
 
     # ------------------------------------------------------------------ metrics hooks
-    def coverage(self, descriptors: Tensor, threshold: float | None = None) -> int:
+    def coverage(self, descriptors: Tensor, threshold: float | None = None,
+                 designs: Sequence[Any] | None = None) -> int:
         """Sphere-exclusion cluster count among designs [N, d] at ``threshold`` (default
-        ``coverage_threshold``)."""
+        ``coverage_threshold``); ``designs`` are passed for domains whose criterion needs them
+        (sequence identity)."""
         from flowdisco.metrics import coverage
 
         t = self.coverage_threshold if threshold is None else threshold
@@ -151,8 +159,9 @@ class Domain(ABC):
 
         return vendi_score(self.similarity(descriptors, descriptors))
 
-    def nearest_reference_similarity(self, descriptors: Tensor) -> Tensor:
-        """Similarity of each design [n, d] to its nearest training design: [n]."""
+    def nearest_reference_similarity(self, descriptors: Tensor, designs: Sequence[Any] | None = None) -> Tensor:
+        """Similarity of each design [n, d] to its nearest training design: [n] (``designs`` for
+        domains whose similarity needs them)."""
         from flowdisco.metrics import chunked_max_similarity
 
         return chunked_max_similarity(self.similarity, descriptors, self.reference_descriptors())

@@ -231,7 +231,8 @@ class MoleculeDomain(Domain):
     def distance(self, a: Tensor, b: Tensor) -> Tensor:
         return 1.0 - tanimoto(a, b)
 
-    def coverage(self, descriptors: Tensor, threshold: float | None = None) -> int:
+    def coverage(self, descriptors: Tensor, threshold: float | None = None,
+                 designs: Sequence[Any] | None = None) -> int:
         """RDKit LeaderPicker clusters at Tanimoto distance ``threshold`` (default 0.85, the paper's)."""
         from rdkit.SimDivFilters.rdSimDivPickers import LeaderPicker
 
@@ -241,7 +242,7 @@ class MoleculeDomain(Domain):
         t = self.coverage_threshold if threshold is None else threshold
         return len(LeaderPicker().LazyBitVectorPick(fps, len(fps), t))
 
-    def nearest_reference_similarity(self, descriptors: Tensor) -> Tensor:
+    def nearest_reference_similarity(self, descriptors: Tensor, designs: Sequence[Any] | None = None) -> Tensor:
         """Max Tanimoto to the training molecules [n] (RDKit bulk similarity, no [n, N] matrix)."""
         from rdkit import DataStructs
 

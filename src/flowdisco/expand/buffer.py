@@ -13,7 +13,9 @@ from flowdisco.io import CheckpointError, load_tensors, save_tensors
 
 
 class DesignBuffer:
-    """x [N, *shape], mask [N, ...] or None, valid [N] bool, round [N] long (0 = warm-up)."""
+    """x [N, *shape], mask [N, ...] or None, valid [N] bool, round [N] long (0 = warm-up), and
+    optional per-design columns ``aux`` {name: [N]} (e.g. the log-likelihood under the model that
+    generated each design, for importance weights)."""
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = tuple(shape)
@@ -21,6 +23,7 @@ class DesignBuffer:
         self.mask: Tensor | None = None
         self.valid = torch.zeros(0, dtype=torch.bool)
         self.round = torch.zeros(0, dtype=torch.long)
+        self.aux: dict[str, Tensor] = {}
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -29,7 +32,15 @@ class DesignBuffer:
     def n_valid(self) -> int:
         return int(self.valid.sum())
 
-    def add(self, g: Generated, round_index: int) -> None:
+    def add(self, g: Generated, round_index: int, aux: dict[str, Tensor] | None = None) -> None:
+        aux = aux or {}
+        if set(aux) != set(self.aux) and len(self):
+            raise ValueError(f"buffer columns {sorted(self.aux)} but the new designs bring {sorted(aux)}")
+        for k, v in aux.items():
+            if v.shape[0] != len(g):
+                raise ValueError(f"column {k!r} has {v.shape[0]} rows for {len(g)} designs")
+            self.aux[k] = torch.cat([self.aux.get(k, torch.zeros(0, dtype=v.dtype)), v.to(self.aux[k].dtype
+                                     if k in self.aux else v.dtype)])
         if g.mask is not None:
             old = self.mask if self.mask is not None else torch.ones((0, *g.mask.shape[1:]))
             self.mask = torch.cat([old, g.mask.to(old.dtype)])
@@ -49,6 +60,7 @@ class DesignBuffer:
         t = {"x": self.x, "valid": self.valid.to(torch.uint8), "round": self.round}
         if self.mask is not None:
             t["mask"] = self.mask
+        t.update({f"aux.{k}": v for k, v in self.aux.items()})
         return t
 
     def save(self, path: str | Path) -> str:
@@ -61,6 +73,7 @@ class DesignBuffer:
             buf = cls(shape)
             buf.x, buf.valid, buf.round = t["x"], t["valid"].bool(), t["round"]
             buf.mask = t.get("mask")
+            buf.aux = {k[4:]: v for k, v in t.items() if k.startswith("aux.")}
         except KeyError as e:
             raise CheckpointError(f"buffer file {path} lacks {e}") from None
         if tuple(buf.x.shape[1:]) != buf.shape:

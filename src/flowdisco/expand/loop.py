@@ -8,8 +8,12 @@
               (every eval_every rounds) evaluate θ_r
               commit the round atomically (model, buffer, history)
 
+Discrete (masked) flows cannot take gradient guidance: there ActFlow samples without guidance and
+explores through reward-tilted fine-tuning instead — the valid designs are weighted by
+softmax(log p_θ/p_gen + σ/α) in the denoising loss (see :mod:`flowdisco.expand.tilt`).
+
 The three methods share every step and the budget (samples per round, fine-tuning steps, rounds):
-  actflow  guidance on, fine-tune on valid designs
+  actflow  guidance on (discrete: tilted fine-tuning), fine-tune on valid designs
   rec-f    guidance off, fine-tune on valid designs   (filtered recursive self-training)
   rec-nf   guidance off, fine-tune on all designs     (no verifier: the model-collapse setting)
 
@@ -38,6 +42,7 @@ from flowdisco.expand.exploration import WEIGHTINGS, UncertaintyGuidance
 from flowdisco.expand.representation import Representation
 from flowdisco.expand.state import RoundStore
 from flowdisco.expand.surrogates import SURROGATES, make_surrogate
+from flowdisco.expand.tilt import effective_sample_size, tilt_weights
 from flowdisco.flow.fit import FitConfig, fit
 from flowdisco.flow.model import FlowModel
 from flowdisco.flow.solvers import NoiseSchedule
@@ -78,6 +83,8 @@ class ExpandConfig:
     representation_layer: str | None = None  # None: the raw design
     surrogate: str = "gp"
     surrogate_options: dict[str, Any] = field(default_factory=dict)
+    tilt_alpha: float = 0.005  # discrete models: temperature α of reward-tilted fine-tuning (WDCE)
+    elbo_samples: int = 4  # discrete models: Monte-Carlo draws per ELBO (log-likelihood) estimate
     anchor_weight: float = 0.0  # α: replay of the original training data inside UpdateFlow
     negative_scale: float = 0.0  # c: negative gradient on invalid designs
     negative_clip: float = 0.1
@@ -101,6 +108,10 @@ class ExpandConfig:
             raise ValueError(f"finetune_steps must be ≥ 0, got {self.finetune_steps}")
         if not 0 <= self.anchor_weight < 1:
             raise ValueError(f"anchor_weight must be in [0, 1), got {self.anchor_weight}")
+        if self.tilt_alpha <= 0:
+            raise ValueError(f"tilt_alpha must be > 0, got {self.tilt_alpha}")
+        if self.elbo_samples < 1:
+            raise ValueError(f"elbo_samples must be ≥ 1, got {self.elbo_samples}")
         if self.guidance_strength < 0:
             raise ValueError(f"guidance_strength must be ≥ 0, got {self.guidance_strength}")
         if self.guidance_weighting not in WEIGHTINGS:
@@ -221,7 +232,8 @@ class _Loop:
             need = cfg.warmup_valid - n_valid
             # keep draws up to (and including) the W-th valid design
             cut = int(np.searchsorted(np.cumsum(g.valid), need) + 1) if g.valid.sum() >= need else len(g)
-            self.buffer.add(g.select(np.arange(cut)), 0)
+            kept = g.select(np.arange(cut))
+            self.buffer.add(kept, 0, self._generation_columns(kept, 0, batches))
             n_valid += int(g.valid[:cut].sum())
             batches += 1
         if n_valid == 0:
@@ -253,7 +265,7 @@ class _Loop:
             self.surrogate_inputs = load_tensors(saved) if saved.is_file() else None
         else:
             guidance = None
-            if cfg.method == "actflow":
+            if cfg.method == "actflow" and not self.discrete:
                 ts = time.perf_counter()
                 guidance = self._guidance(r)
                 record["surrogate_seconds"] = time.perf_counter() - ts
@@ -267,13 +279,13 @@ class _Loop:
         known = self._valid_keys()
         new_valid = {self.dom.key(d) for d, v in zip(g.designs, g.valid, strict=True) if v} - known
         known |= new_valid
-        self.buffer.add(g, r)
+        self.buffer.add(g, r, self._generation_columns(g, r))
         record.update({"n_generated": len(g), "round_validity": float(np.mean(g.valid)),
                        "round_new_valid_unique": len(new_valid), "buffer_size": len(self.buffer),
                        "buffer_valid": self.buffer.n_valid})
 
         ts = time.perf_counter()
-        record["finetune_loss"] = self._update_flow(r)
+        record["finetune_loss"] = self._update_flow(r, record)
         record["finetune_seconds"] = time.perf_counter() - ts
         if cfg.eval_every and (r % cfg.eval_every == 0 or r == cfg.rounds):
             record["eval"] = self._evaluate(r)
@@ -298,15 +310,58 @@ class _Loop:
                                    generator=make_generator(self.seed("phi-guide", r)),
                                    max_norm=cfg.guidance_max_norm)
 
+    @property
+    def discrete(self) -> bool:
+        return getattr(self.model, "kind", "continuous") == "discrete"
+
     def _sample(self, n: int, gen: torch.Generator, guidance: UncertaintyGuidance | None) -> Generated:
+        if self.discrete:  # the masked flow's own sampler (no SDE, no gradient guidance)
+            return generate(self.model, self.dom, n, generator=gen, steps=self.cfg.sampler_steps)
         return generate(self.model, self.dom, n, generator=gen, steps=self.cfg.sampler_steps, solver="euler-maruyama",
                         noise=self.schedule, guidance=guidance)
 
-    def _update_flow(self, r: int) -> float:
+    def _tilting(self) -> bool:
+        return self.discrete and self.cfg.method == "actflow"
+
+    def _generation_columns(self, g: Generated, r: int, part: int = 0) -> dict[str, torch.Tensor] | None:
+        """Per-design buffer columns recorded at generation: for tilted fine-tuning, the ELBO of each
+        design under the model that drew it (log p_gen)."""
+        if not self._tilting():
+            return None
+        gen = make_generator(self.seed("elbo-gen", r, part))
+        return {"logp_gen": self.model.elbo(g.x, g.mask, n_mc=self.cfg.elbo_samples, generator=gen).float()}
+
+    def _tilt_weights(self, r: int, record: dict[str, Any]) -> torch.Tensor:
+        """Importance weights [N_valid] of the valid buffer designs: softmax(log p_θ − log p_gen + σ/α)."""
+        cfg = self.cfg
+        ts = time.perf_counter()
+        rep = Representation(self.model, cfg.representation_layer, cfg.representation_time)
+        feats = rep.features(self.buffer.x, self.buffer.mask, generator=make_generator(self.seed("phi", r)))
+        surrogate = make_surrogate(cfg.surrogate, **cfg.surrogate_options)
+        surrogate.fit(feats, self.buffer.valid.float(), seed=self.seed("surrogate", r))
+        self.surrogate_inputs = {"features": feats, "labels": self.buffer.valid.to(torch.uint8)}
+        sel = self.buffer.valid
+        reward = surrogate.uncertainty(feats[sel]).double()
+        if cfg.mean_weight:
+            reward = reward + cfg.mean_weight * surrogate.mean(feats[sel]).double()
+        data = self.buffer.data(only_valid=True)
+        logp_now = self.model.elbo(data["x"], data.get("mask"), n_mc=cfg.elbo_samples,
+                                   generator=make_generator(self.seed("elbo-now", r))).double()
+        log_ratio = logp_now - self.buffer.aux["logp_gen"][sel].double()
+        w = tilt_weights(log_ratio, reward, cfg.tilt_alpha)
+        record.update({"surrogate_seconds": time.perf_counter() - ts, "tilt_ess": effective_sample_size(w),
+                       "tilt_reward_mean": float(reward.mean()), "tilt_reward_max": float(reward.max()),
+                       "tilt_log_ratio_std": float(log_ratio.std()) if log_ratio.numel() > 1 else 0.0})
+        return w
+
+    def _update_flow(self, r: int, record: dict[str, Any] | None = None) -> float:
         cfg = self.cfg
         if cfg.finetune_steps == 0:
             return float("nan")
         data = self.buffer.data(only_valid=cfg.method != "rec-nf")
+        if self._tilting() and data["x"].shape[0]:
+            w = self._tilt_weights(r, record if record is not None else {})
+            data["weight"] = (w * w.numel()).float()  # mean 1; each batch renormalises
         if cfg.anchor_weight > 0:
             data = _with_anchors(data, self.dom, cfg.anchor_weight)
         negatives = None
@@ -407,7 +462,9 @@ def _with_anchors(data: dict[str, torch.Tensor], dom: Domain, alpha: float) -> d
     anchors = dom.training_set()
     nb, na = data["x"].shape[0], anchors["x"].shape[0]
     out = {k: torch.cat([data[k], anchors[k]]) for k in data if k in anchors}
-    out["weight"] = torch.cat([torch.full((nb,), (1 - alpha) / nb), torch.full((na,), alpha / na)])
+    own = data["weight"].double() if "weight" in data else torch.ones(nb, dtype=torch.float64)
+    own = (1 - alpha) * own / own.sum().clamp_min(1e-300)  # keeps e.g. tilt weights among the buffer designs
+    out["weight"] = torch.cat([own.float(), torch.full((na,), alpha / na)])
     return out
 
 

@@ -1,7 +1,8 @@
 """Flow matching: paths, solvers, the FlowModel and the one training loop."""
 
+from flowdisco.flow.discrete import MaskedPath, denoising_cross_entropy
 from flowdisco.flow.fit import FitConfig, FitResult, fit
-from flowdisco.flow.model import FlowModel
+from flowdisco.flow.model import DiscreteFlowModel, FlowModel, model_class
 from flowdisco.flow.path import LinearGaussianPath, PathSample, flow_matching_loss, masked_mse
 from flowdisco.flow.solvers import (
     GuidanceState,
@@ -13,6 +14,24 @@ from flowdisco.flow.solvers import (
     time_grid,
 )
 
-__all__ = ["FitConfig", "FitResult", "FlowModel", "GuidanceState", "LinearGaussianPath", "NoiseSchedule",
-           "PathSample", "divergence", "fit", "flow_matching_loss", "log_prob", "masked_mse", "solve_ode",
-           "solve_sde", "time_grid"]
+__all__ = [
+    "DiscreteFlowModel",
+    "FitConfig",
+    "FitResult",
+    "FlowModel",
+    "GuidanceState",
+    "LinearGaussianPath",
+    "MaskedPath",
+    "NoiseSchedule",
+    "PathSample",
+    "denoising_cross_entropy",
+    "divergence",
+    "fit",
+    "flow_matching_loss",
+    "log_prob",
+    "masked_mse",
+    "model_class",
+    "solve_ode",
+    "solve_sde",
+    "time_grid",
+]

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from flowdisco import __version__
+from flowdisco.flow.discrete import DiscreteFlowModelMixin, MaskedPath
 from flowdisco.flow.path import LinearGaussianPath, flow_matching_loss, get_path, masked_mse
 from flowdisco.flow.solvers import (
     SOLVERS,
@@ -46,6 +47,8 @@ class FlowModel(nn.Module):
     and ``extra["label_dropout"]``, the probability of training on the null class (for CFG).
     """
 
+    kind = "continuous"
+
     def __init__(self, network: str, network_kwargs: dict, shape: tuple[int, ...] | list[int],
                  path: str = "linear", domain: str | None = None, extra: dict | None = None,
                  net: nn.Module | None = None) -> None:
@@ -54,10 +57,16 @@ class FlowModel(nn.Module):
         self.network_kwargs = dict(network_kwargs)
         self.shape = tuple(int(s) for s in shape)
         self.path_name = path
-        self.path: LinearGaussianPath = get_path(path)
         self.domain_name = domain
         self.extra = dict(extra or {})
+        self.path: LinearGaussianPath = self._make_path(path)
         self.net = net if net is not None else build_network(network, self.network_kwargs)
+
+    def _make_path(self, name: str) -> LinearGaussianPath:
+        if name == "masked":
+            raise ValueError("the masked path belongs to discrete models: build a DiscreteFlowModel "
+                             "(flowdisco.flow.model_class('masked'))")
+        return get_path(name)
 
     # ------------------------------------------------------------------ prediction
     @property
@@ -197,7 +206,8 @@ class FlowModel(nn.Module):
         if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
             raise CheckpointError(f"not a flowdisco model config: {directory / CONFIG_NAME}")
         try:
-            model = cls(network=cfg["network"], network_kwargs=cfg["network_kwargs"], shape=cfg["shape"],
+            klass = model_class(cfg.get("path", "linear")) if cls is FlowModel else cls
+            model = klass(network=cfg["network"], network_kwargs=cfg["network_kwargs"], shape=cfg["shape"],
                         path=cfg.get("path", "linear"), domain=cfg.get("domain"), extra=cfg.get("extra"))
         except (KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"model config is invalid: {directory / CONFIG_NAME}: {e}") from None
@@ -211,6 +221,36 @@ class FlowModel(nn.Module):
                           self.domain_name, self.extra)
         twin.net.load_state_dict(self.net.state_dict())
         return twin.to(self.device)
+
+
+class DiscreteFlowModel(DiscreteFlowModelMixin, FlowModel):
+    """A masked discrete flow (path ``masked``) on token designs [L]; ``extra["vocab_size"]`` = V.
+
+    Same files, cloning and fine-tuning as :class:`FlowModel`; training, sampling and the ELBO come
+    from :class:`flowdisco.flow.discrete.DiscreteFlowModelMixin`."""
+
+    def __init__(self, network: str, network_kwargs: dict, shape: tuple[int, ...] | list[int],
+                 path: str = "masked", domain: str | None = None, extra: dict | None = None,
+                 net: nn.Module | None = None) -> None:
+        if "vocab_size" not in (extra or {}):
+            raise ValueError("a discrete flow model needs extra['vocab_size']")
+        super().__init__(network, network_kwargs, shape, path, domain, extra, net)
+
+    def _make_path(self, name: str) -> MaskedPath:  # type: ignore[override]
+        if name != "masked":
+            raise ValueError(f"a discrete flow model uses the 'masked' path, not {name!r}")
+        return MaskedPath(self.vocab_size)
+
+    def velocity_fn(self, *args: Any, **kwargs: Any) -> Callable[[Tensor, Tensor], Tensor]:
+        raise TypeError("a masked discrete flow has no velocity field")
+
+    def log_prob(self, x: Tensor, steps: int = 100, batch_size: int = 4096) -> Tensor:
+        raise TypeError("exact likelihoods of masked discrete flows are not available; use elbo()")
+
+
+def model_class(path: str) -> type[FlowModel]:
+    """The model class of a probability path: ``masked`` → DiscreteFlowModel, else FlowModel."""
+    return DiscreteFlowModel if path == "masked" else FlowModel
 
 
 def resolve_model_dir(path: str | os.PathLike) -> Path:

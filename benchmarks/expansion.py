@@ -1,0 +1,166 @@
+"""Shared machinery of the expansion benchmarks (molecules.py, sequences.py).
+
+``compare_methods`` runs Rec-NF, Rec-F and ActFlow from one pre-trained model with identical budgets
+for several seeds (resuming or reading back earlier runs in the work dir), and returns the per-seed
+curves, the final table (mean ± std over seeds, with the pre-trained model's round-0 evaluation),
+the ratios ActFlow/pre-trained and ActFlow/Rec-F computed per seed, and what each run discovered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import flowdisco as fd
+from common import RESULTS, mean_std
+from flowdisco.flow.model import FlowModel
+
+METHODS = ["rec-nf", "rec-f", "actflow"]
+COLORS = {"actflow": "#e76f51", "rec-f": "#2a9d8f", "rec-nf": "#6d597a"}
+
+
+def pretrained_model(dom: Any, model_path: str | None, pretrain_steps: int | None, work: Path
+                     ) -> tuple[FlowModel, dict]:
+    """The model to expand: ``model_path``, the domain's shipped one, or one pre-trained (and kept)
+    in ``work/pretrained``."""
+    if model_path:
+        return FlowModel.load(model_path), {"source": model_path}
+    shipped = dom.pretrained_model_path()
+    if shipped is not None:
+        return FlowModel.load(shipped), {"source": "shipped", "path": shipped}
+    target = work / "pretrained"
+    info = {"source": str(target), "steps": pretrain_steps or dom.default_pretrain()["steps"],
+            "training_designs": len(dom.training_data())}
+    if (target / "model" / "flowdisco_model.json").is_file():
+        print(f"using the pre-trained model in {target}", flush=True)
+        return FlowModel.load(target), info
+    t0 = time.time()
+    model = fd.pretrain(dom, steps=pretrain_steps, run_dir=target, resume=(target / "config.json").is_file(),
+                        progress=False)
+    info["seconds"] = time.time() - t0
+    print(f"pre-trained {dom.name} in {info['seconds']:.0f} s", flush=True)
+    return model, info
+
+
+def compare_methods(model: FlowModel, dom: Any, *, seeds: list[int], work: Path, keys: list[str],
+                    options: dict[str, Any], rounds: int | None = None, eval_every: int | None = None,
+                    discovered: Callable[[Any, Any], dict[str, float]] | None = None,
+                    summary: Callable[[dict], str] | None = None) -> dict[str, Any]:
+    """Run every method for every seed; returns per_seed, final, discovered(_summary), ratios, seconds."""
+    per_seed: dict[str, dict[str, dict]] = {m: {} for m in ["pretrained", *METHODS]}
+    found: dict[str, dict[str, dict]] = {m: {} for m in METHODS}
+    timing: dict[str, list[float]] = {m: [] for m in METHODS}
+    runs: dict[str, dict[str, Any]] = {m: {} for m in METHODS}
+    for seed in seeds:
+        for method in METHODS:
+            t0 = time.time()
+            run_dir = work / f"{method}-s{seed}"
+            # an existing run with the same settings is continued (or, if complete, read back)
+            run = fd.expand(model, dom, method=method, rounds=rounds, eval_every=eval_every, seed=seed,
+                            run_dir=run_dir, resume=(run_dir / "config.json").is_file(), progress=False, **options)
+            timing[method].append(time.time() - t0)
+            runs[method][str(seed)] = run
+            evals = run.evaluations()
+            curve: dict[str, list] = {"round": [h["round"] for h in evals]}
+            curve.update({k: [h["eval"].get(k) for h in evals] for k in keys})
+            for k in ("round_validity", "round_new_valid_unique", "round_seconds", "tilt_ess"):
+                if any(k in h for h in run.history[1:]):
+                    curve[k] = [h.get(k) for h in run.history[1:]]
+            per_seed[method][str(seed)] = curve
+            per_seed["pretrained"].setdefault(str(seed), {k: evals[0]["eval"].get(k) for k in keys})
+            found[method][str(seed)] = (discovered or new_designs)(run, dom)
+            last, first = evals[-1]["eval"], evals[0]["eval"]
+            line = (f"seed {seed} {method:8s} {timing[method][-1]:6.0f} s: validity {first['validity']:.3f} → "
+                    f"{last['validity']:.3f}, coverage {first['coverage']:.0f} → {last['coverage']:.0f}, "
+                    f"vendi {last.get('vendi', float('nan')):.1f}, "
+                    f"new designs {found[method][str(seed)]['new_valid_unique']:.0f}")
+            print(line + (summary(last) if summary else ""), flush=True)
+
+    names = [str(s) for s in seeds]
+    final = {m: {k: mean_std([per_seed[m][s][k][-1] for s in names]) for k in keys} for m in METHODS}
+    final["pretrained"] = {k: mean_std([per_seed["pretrained"][s][k] for s in names]) for k in keys}
+    disc_keys = sorted({k for m in METHODS for s in names for k in found[m][s]})
+    found_summary = {m: {k: mean_std([found[m][s].get(k) for s in names]) for k in disc_keys} for m in METHODS}
+
+    def last(m: str, k: str) -> list[float]:
+        return [per_seed[m][s][k][-1] for s in names]
+
+    pre_cov = [per_seed["pretrained"][s]["coverage"] for s in names]
+    ratios = {
+        "actflow_coverage_over_pretrained": mean_std([a / p if p else None for a, p in
+                                                      zip(last("actflow", "coverage"), pre_cov, strict=True)]),
+        "actflow_coverage_over_rec_f": mean_std([a / r if r else None for a, r in
+                                                 zip(last("actflow", "coverage"), last("rec-f", "coverage"),
+                                                     strict=True)]),
+        "actflow_validity_minus_pretrained": mean_std(
+            [a - per_seed["pretrained"][s]["validity"] for a, s in zip(last("actflow", "validity"), names,
+                                                                        strict=True)]),
+        "rec_nf_validity_minus_pretrained": mean_std(
+            [a - per_seed["pretrained"][s]["validity"] for a, s in zip(last("rec-nf", "validity"), names,
+                                                                        strict=True)]),
+    }
+    return {"per_seed": per_seed, "final": final, "discovered": found, "discovered_summary": found_summary,
+            "ratios": ratios, "method_seconds": {m: mean_std(v) for m, v in timing.items()}, "runs": runs}
+
+
+def new_designs(run: Any, dom: Any) -> dict[str, float]:
+    """What a run generated after warm-up: valid unique designs, and those not in the data set."""
+    buf = run.buffer
+    sel = buf.valid & (buf.round > 0)
+    keys = {dom.key(d) for d in dom.decode_safe(buf.x[sel]) if d}
+    return {"generated": float(int((buf.round > 0).sum())), "valid_unique": float(len(keys)),
+            "new_valid_unique": float(len(keys - dom.dataset_keys()))}
+
+
+def ratio(result: dict, key: str) -> float:
+    r = result["ratios"].get(key)
+    return float("nan") if r is None else r["mean"]
+
+
+def band(curves: list[list[float]]) -> tuple[list[float], list[float], list[float]]:
+    n = min(len(c) for c in curves)
+    cols = [[c[i] for c in curves] for i in range(n)]
+    return [statistics.fmean(c) for c in cols], [min(c) for c in cols], [max(c) for c in cols]
+
+
+def plot_curves(per_seed: dict, seeds: list[str], keys: list[str], path: Path, title: str) -> None:
+    """One panel per metric: mean over seeds with the min–max band, per method."""
+    from flowdisco.plotting import save_figure, subplots
+
+    fig, axes = subplots(1, len(keys), figsize=(4 * len(keys), 3.6), dpi=110, squeeze=False)
+    for ax, k in zip(axes[0], keys, strict=True):
+        for m in METHODS:
+            curves = [per_seed[m][s][k] for s in seeds]
+            if any(v is None for c in curves for v in c):
+                continue
+            rounds = per_seed[m][seeds[0]]["round"]
+            mean, lo, hi = band(curves)
+            ax.plot(rounds[: len(mean)], mean, color=COLORS[m], label=m, marker="o", ms=3)
+            ax.fill_between(rounds[: len(mean)], lo, hi, color=COLORS[m], alpha=0.2)
+        ax.set_title(k.replace("_", " ") + (" (FCD)" if k.startswith("frechet") else ""), fontsize=10)
+        ax.set_xlabel("round")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{title}: mean and min–max over seeds {', '.join(seeds)}", fontsize=10)
+    save_figure(fig, path)
+
+
+def common_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--rounds", type=int, default=None, help="default: the domain's")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--eval-every", type=int, default=None, help="default: the domain's")
+    ap.add_argument("--model", default=None, help="model directory (default: shipped, or pre-trained here)")
+    ap.add_argument("--pretrain-steps", type=int, default=None, help="steps when this script pre-trains")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="expand options for every method")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fresh", action="store_true",
+                    help="delete earlier runs in the work dir (default: continue or reuse them)")
+    ap.add_argument("--work-dir", default=None, help="run directories (default runs/bench-DOMAIN, not committed)")
+
+
+__all__ = ["COLORS", "METHODS", "RESULTS", "common_arguments", "compare_methods", "new_designs", "plot_curves",
+           "pretrained_model", "ratio"]
