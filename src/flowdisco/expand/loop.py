@@ -43,6 +43,7 @@ from flowdisco.expand.representation import Representation
 from flowdisco.expand.state import RoundStore
 from flowdisco.expand.surrogates import SURROGATES, make_surrogate
 from flowdisco.expand.tilt import effective_sample_size, tilt_weights
+from flowdisco.flow.discrete import content_seeds
 from flowdisco.flow.fit import FitConfig, fit
 from flowdisco.flow.model import FlowModel
 from flowdisco.flow.solvers import NoiseSchedule
@@ -84,7 +85,7 @@ class ExpandConfig:
     surrogate: str = "gp"
     surrogate_options: dict[str, Any] = field(default_factory=dict)
     tilt_alpha: float = 0.005  # discrete models: temperature α of reward-tilted fine-tuning (WDCE)
-    elbo_samples: int = 4  # discrete models: Monte-Carlo draws per ELBO (log-likelihood) estimate
+    elbo_samples: int = 8  # discrete models: Monte-Carlo draws per ELBO (log-likelihood) estimate
     anchor_weight: float = 0.0  # α: replay of the original training data inside UpdateFlow
     negative_scale: float = 0.0  # c: negative gradient on invalid designs
     negative_clip: float = 0.1
@@ -233,7 +234,7 @@ class _Loop:
             # keep draws up to (and including) the W-th valid design
             cut = int(np.searchsorted(np.cumsum(g.valid), need) + 1) if g.valid.sum() >= need else len(g)
             kept = g.select(np.arange(cut))
-            self.buffer.add(kept, 0, self._generation_columns(kept, 0, batches))
+            self.buffer.add(kept, 0, self._generation_columns(kept))
             n_valid += int(g.valid[:cut].sum())
             batches += 1
         if n_valid == 0:
@@ -279,7 +280,7 @@ class _Loop:
         known = self._valid_keys()
         new_valid = {self.dom.key(d) for d, v in zip(g.designs, g.valid, strict=True) if v} - known
         known |= new_valid
-        self.buffer.add(g, r, self._generation_columns(g, r))
+        self.buffer.add(g, r, self._generation_columns(g))
         record.update({"n_generated": len(g), "round_validity": float(np.mean(g.valid)),
                        "round_new_valid_unique": len(new_valid), "buffer_size": len(self.buffer),
                        "buffer_valid": self.buffer.n_valid})
@@ -323,33 +324,40 @@ class _Loop:
     def _tilting(self) -> bool:
         return self.discrete and self.cfg.method == "actflow"
 
-    def _generation_columns(self, g: Generated, r: int, part: int = 0) -> dict[str, torch.Tensor] | None:
+    def _generation_columns(self, g: Generated) -> dict[str, torch.Tensor] | None:
         """Per-design buffer columns recorded at generation: for tilted fine-tuning, the ELBO of each
         design under the model that drew it (log p_gen)."""
         if not self._tilting():
             return None
-        gen = make_generator(self.seed("elbo-gen", r, part))
-        return {"logp_gen": self.model.elbo(g.x, g.mask, n_mc=self.cfg.elbo_samples, generator=gen).float()}
+        seeds = content_seeds(g.x, self.seed("elbo"))  # the same draws again when the design is re-scored
+        return {"logp_gen": self.model.elbo(g.x, g.mask, n_mc=self.cfg.elbo_samples, seeds=seeds).float()}
 
     def _tilt_weights(self, r: int, record: dict[str, Any]) -> torch.Tensor:
-        """Importance weights [N_valid] of the valid buffer designs: softmax(log p_θ − log p_gen + σ/α)."""
+        """Importance weights [N_valid] of the valid buffer designs: softmax(log p_θ − log p_gen + σ/α).
+
+        The surrogate is fitted on the designs of the rounds before r (what was known when this round's
+        samples were drawn): a GP's uncertainty at its own training points is ~0, so a surrogate fitted on
+        all of D would give every buffer design the same zero reward."""
         cfg = self.cfg
         ts = time.perf_counter()
         rep = Representation(self.model, cfg.representation_layer, cfg.representation_time)
         feats = rep.features(self.buffer.x, self.buffer.mask, generator=make_generator(self.seed("phi", r)))
+        known = self.buffer.round < r
         surrogate = make_surrogate(cfg.surrogate, **cfg.surrogate_options)
-        surrogate.fit(feats, self.buffer.valid.float(), seed=self.seed("surrogate", r))
-        self.surrogate_inputs = {"features": feats, "labels": self.buffer.valid.to(torch.uint8)}
+        surrogate.fit(feats[known], self.buffer.valid[known].float(), seed=self.seed("surrogate", r))
+        self.surrogate_inputs = {"features": feats[known], "labels": self.buffer.valid[known].to(torch.uint8)}
         sel = self.buffer.valid
         reward = surrogate.uncertainty(feats[sel]).double()
         if cfg.mean_weight:
             reward = reward + cfg.mean_weight * surrogate.mean(feats[sel]).double()
         data = self.buffer.data(only_valid=True)
         logp_now = self.model.elbo(data["x"], data.get("mask"), n_mc=cfg.elbo_samples,
-                                   generator=make_generator(self.seed("elbo-now", r))).double()
+                                   seeds=content_seeds(data["x"], self.seed("elbo"))).double()
         log_ratio = logp_now - self.buffer.aux["logp_gen"][sel].double()
         w = tilt_weights(log_ratio, reward, cfg.tilt_alpha)
+        new = self.buffer.round[sel] == r
         record.update({"surrogate_seconds": time.perf_counter() - ts, "tilt_ess": effective_sample_size(w),
+                       "tilt_weight_on_new": float(w[new].sum()),
                        "tilt_reward_mean": float(reward.mean()), "tilt_reward_max": float(reward.max()),
                        "tilt_log_ratio_std": float(log_ratio.std()) if log_ratio.numel() > 1 else 0.0})
         return w

@@ -170,26 +170,39 @@ class DiscreteFlowModelMixin:
 
     @torch.no_grad()
     def elbo(self, x: Tensor, mask: Tensor | None = None, n_mc: int = 8, generator: torch.Generator | None = None,
-             batch_size: int = 512, t_min: float = 1e-3) -> Tensor:
+             batch_size: int = 512, t_min: float = 1e-3, seeds: Tensor | None = None) -> Tensor:
         """Monte-Carlo ELBO of log p_θ(x) [B] (nats) for token designs x [B, L].
 
-        Uses stratified times t_j = (j + U)/n_mc (clamped to [t_min, 1 − t_min]) per design."""
+        Stratified times t_j = (j + U)/n_mc (clamped to [t_min, 1 − t_min]) and masking draws come
+        from ``generator``, or, with ``seeds`` [B], from one generator per design seeded by it — then
+        the same design always gets the same draws (common random numbers), so differences of ELBOs
+        of one design under two models carry no Monte-Carlo noise from the draws themselves."""
         dev = next(self.net.parameters()).device
         path = self.masked_path
+        B, L = x.shape
+        if seeds is not None:
+            t_all = torch.empty(B, n_mc)
+            u_all = torch.empty(B, n_mc, L)
+            for i, sd in enumerate(seeds.tolist()):
+                g = torch.Generator().manual_seed(int(sd))
+                t_all[i] = torch.rand(n_mc, generator=g)
+                u_all[i] = torch.rand(n_mc, L, generator=g)
+        else:
+            t_all = torch.rand(B, n_mc, generator=generator)
+            u_all = torch.rand(B, n_mc, L, generator=generator)
+        t_all = ((torch.arange(n_mc)[None, :] + t_all) / n_mc).clamp(t_min, 1 - t_min)
         was_training = self.net.training
         self.net.eval()
         out = []
         try:
-            for i in range(0, x.shape[0], batch_size):
+            for i in range(0, B, batch_size):
                 x1 = x[i:i + batch_size].long().to(dev)
                 m = mask[i:i + batch_size].to(dev) if mask is not None else None
                 real = self._real(x1, m)
-                b = x1.shape[0]
-                total = torch.zeros(b, dtype=torch.float64, device=dev)
+                total = torch.zeros(x1.shape[0], dtype=torch.float64, device=dev)
                 for j in range(n_mc):
-                    t = ((j + torch.rand(b, generator=generator)) / n_mc).clamp(t_min, 1 - t_min).to(dev)
-                    u = torch.rand(x1.shape, generator=generator).to(dev)
-                    x_t = path.corrupt(x1, t, u=u)
+                    t = t_all[i:i + batch_size, j].to(dev)
+                    x_t = path.corrupt(x1, t, u=u_all[i:i + batch_size, j].to(dev))
                     logp = self.net(x_t, t, mask=m).float().log_softmax(-1)
                     lp = logp.gather(-1, x1.clamp(0, path.V - 1)[..., None])[..., 0]
                     masked = (x_t == path.mask_id) & real
@@ -198,3 +211,12 @@ class DiscreteFlowModelMixin:
         finally:
             self.net.train(was_training)
         return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)
+
+
+def content_seeds(x: Tensor, base: int = 0) -> Tensor:
+    """One 63-bit seed per design [B] from its tokens x [B, L] and ``base`` (same design → same seed)."""
+    import hashlib
+
+    rows = x.round().long().cpu().numpy()
+    return torch.tensor([int.from_bytes(hashlib.sha256(repr(int(base)).encode() + r.tobytes()).digest()[:8],
+                                        "little") >> 1 for r in rows], dtype=torch.long)
