@@ -27,7 +27,8 @@ from flowdisco import __version__
 log = logging.getLogger("flowdisco")
 
 TABLE_KEYS = [
-    "validity", "uniqueness_raw", "n_valid", "uniqueness", "coverage", "coverage_0.9", "vendi", "novel_fraction",
+    "validity", "uniqueness_raw", "n_valid", "uniqueness", "coverage", "coverage_0.9", "coverage_id0.7",
+    "coverage_id0.9", "coverage_kmer", "vendi", "novel_fraction",
     "n_new_unique", "novelty", "frechet_to_test", "frechet_to_reference", "generable_coverage", "mass_outside",
     "chambers_reached", "held_out_molecules", "held_out_scaffolds", "outside_restriction_fraction",
 ]
@@ -36,12 +37,16 @@ METRIC_HELP = {
     "uniqueness_raw": "distinct share of all valid raw samples",
     "n_valid": "valid samples the set metrics below are computed on",
     "uniqueness": "distinct share of those valid samples",
-    "coverage": "sphere-exclusion clusters among them (molecules: LeaderPicker, Tanimoto distance 0.85)",
+    "coverage": "sphere-exclusion clusters among them (molecules: LeaderPicker, Tanimoto distance 0.85; "
+                "sequences: a new centre below 35 % identity)",
     "coverage_0.9": "the same at the stricter distance 0.9",
+    "coverage_id0.7": "the same at the stricter identity 0.7",
+    "coverage_id0.9": "the same at the stricter identity 0.9",
+    "coverage_kmer": "sphere-exclusion clusters on 1-/2-mer spectra (cosine distance 0.3)",
     "vendi": "Vendi diversity (effective number of distinct designs)",
     "novel_fraction": "share of valid samples not in the training set",
     "n_new_unique": "distinct valid samples in no split of the data set",
-    "novelty": "mean similarity to the nearest training design (lower: more novel)",
+    "novelty": "1 − mean similarity to the nearest training design (higher: more novel; sequences: identity)",
     "frechet_to_test": "Fréchet distance to the test split (molecules: FCD)",
     "frechet_to_reference": "Fréchet distance to the pre-trained model's samples (molecules: FCD)",
 }
