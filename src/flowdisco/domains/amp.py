@@ -22,7 +22,7 @@ import numpy as np
 
 from flowdisco.forest import Forest
 from flowdisco.io import CheckpointError, atomic_write_json, read_json
-from flowdisco.metrics.identity import AMINO_ACIDS
+from flowdisco.metrics.identity import AMINO_ACIDS, composition
 
 MAX_LENGTH = 50
 FOREST_NAME = "forest.safetensors"
@@ -31,15 +31,7 @@ META_NAME = "classifier.json"
 
 def composition_features(seqs: Sequence[str]) -> np.ndarray:
     """Amino-acid and dipeptide composition [n, 420] (fractions; unknown letters are skipped)."""
-    idx = {c: i for i, c in enumerate(AMINO_ACIDS)}
-    out = np.zeros((len(seqs), 420), dtype=np.float32)
-    for r, s in enumerate(seqs):
-        ids = np.array([idx[c] for c in s if c in idx], dtype=np.int64)
-        if ids.size:
-            np.add.at(out[r], ids, 1.0 / ids.size)
-        if ids.size > 1:
-            np.add.at(out[r], 20 + ids[:-1] * 20 + ids[1:], 1.0 / (ids.size - 1))
-    return out
+    return composition(seqs, AMINO_ACIDS)
 
 
 def amp_dataset(max_length: int = MAX_LENGTH) -> tuple[list[str], np.ndarray]:

@@ -8,10 +8,12 @@ everything else has defaults suited to low-dimensional continuous designs.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -290,6 +292,14 @@ class Domain(ABC):
         if "err" in box:
             raise box["err"]
         return box["out"]
+
+
+def package_dir(package: str, extra: str) -> Path:
+    """Where an installed data package lives, without importing it (clear error when missing)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"the {package!r} data package is not installed: pip install 'flowdisco[{extra}]'")
+    return Path(spec.submodule_search_locations[0])
 
 
 def grid_points(lo: float, hi: float, n: int) -> Tensor:

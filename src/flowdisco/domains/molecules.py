@@ -6,7 +6,6 @@ novelty against the training set by RDKit's bulk Tanimoto.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import os
 from collections.abc import Hashable, Sequence
@@ -29,14 +28,6 @@ TEST_FCD_MOLECULES = 10_000  # test molecules behind the FCD-to-test statistics
 
 def cache_dir() -> Path:
     return Path(os.environ.get("FLOWDISCO_CACHE", Path.home() / ".cache" / "flowdisco"))
-
-
-def package_dir(package: str, extra: str) -> Path:
-    """Where an installed data package lives, without importing it (clear error when missing)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"the {package!r} data package is not installed: pip install 'flowdisco[{extra}]'")
-    return Path(spec.submodule_search_locations[0])
 
 
 def morgan_bits(smiles: Sequence[str], radius: int = 2, n_bits: int = 2048) -> Tensor:

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from flowdisco.domains.molecules import MoleculeDomain, package_dir
+from flowdisco.domains.base import package_dir
+from flowdisco.domains.molecules import MoleculeDomain
 from flowdisco.domains.molgraph import GraphSpec, _rdkit
 
 MOSES_SPEC = GraphSpec(elements=("C", "N", "S", "O", "F", "Cl", "Br"), charges=(0,), max_atoms=26)

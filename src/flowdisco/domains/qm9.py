@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-from flowdisco.domains.molecules import MoleculeDomain, package_dir
+from flowdisco.domains.base import package_dir
+from flowdisco.domains.molecules import MoleculeDomain
 from flowdisco.domains.molgraph import GraphSpec, _rdkit
 
 QM9_SPEC = GraphSpec(elements=("C", "N", "O", "F"), charges=(-1, 0, 1), max_atoms=9)

@@ -15,7 +15,6 @@ max identity to the training set (``max_identity``).
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,22 +23,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from flowdisco.domains.base import Domain
+from flowdisco.domains.base import Domain, package_dir
 from flowdisco.flow.discrete import PAD
 from flowdisco.metrics.identity import AMINO_ACIDS, identity_leaders, kmer_spectrum, max_identity
 
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
-
-
-def package_file(package: str, relative: str, extra: str) -> Path:
-    """A data file inside an installed package, found without importing it (clear error if missing)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"the {package!r} package is not installed: pip install 'flowdisco[{extra}]'")
-    path = Path(spec.submodule_search_locations[0]) / relative
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the installed {package!r} package")
-    return path
 
 
 def read_fasta(path: str | Path) -> list[tuple[str, str]]:
@@ -370,7 +358,9 @@ class Proteins(SequenceDomain):
         self._hmm = None
 
     def all_sequences(self) -> list[str]:
-        path = package_file("riot_na", self.DATA_FILE, "bio")
+        path = package_dir("riot_na", "bio") / self.DATA_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing from the installed 'riot_na' package")
         heavy = [s for h, s in read_fasta(path) if h.split()[0].upper().startswith(("IGHV", "VH"))]
         return [s for s in heavy if self.usable(s)]
 

@@ -39,8 +39,8 @@ class DesignBuffer:
         for k, v in aux.items():
             if v.shape[0] != len(g):
                 raise ValueError(f"column {k!r} has {v.shape[0]} rows for {len(g)} designs")
-            self.aux[k] = torch.cat([self.aux.get(k, torch.zeros(0, dtype=v.dtype)), v.to(self.aux[k].dtype
-                                     if k in self.aux else v.dtype)])
+            old = self.aux.get(k, v[:0])
+            self.aux[k] = torch.cat([old, v.to(old.dtype)])
         if g.mask is not None:
             old = self.mask if self.mask is not None else torch.ones((0, *g.mask.shape[1:]))
             self.mask = torch.cat([old, g.mask.to(old.dtype)])

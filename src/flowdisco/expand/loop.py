@@ -41,7 +41,7 @@ from flowdisco.expand.buffer import DesignBuffer
 from flowdisco.expand.exploration import WEIGHTINGS, UncertaintyGuidance
 from flowdisco.expand.representation import Representation
 from flowdisco.expand.state import RoundStore
-from flowdisco.expand.surrogates import SURROGATES, make_surrogate
+from flowdisco.expand.surrogates import SURROGATES, Surrogate, make_surrogate
 from flowdisco.expand.tilt import effective_sample_size, tilt_weights
 from flowdisco.flow.discrete import content_seeds
 from flowdisco.flow.fit import FitConfig, fit
@@ -300,13 +300,22 @@ class _Loop:
             self.valid_keys = {self.dom.key(d) for d in self.dom.decode_safe(data)} if len(data) else set()
         return self.valid_keys
 
-    def _guidance(self, r: int) -> UncertaintyGuidance:
+    def _fit_surrogate(self, r: int, fit_on: torch.Tensor | None = None
+                       ) -> tuple[Representation, torch.Tensor, Surrogate]:
+        """φ-features [N, d] of the whole buffer under the current θ, and the surrogate fitted on the
+        buffer designs selected by ``fit_on`` [N] bool (default: all); kept for the round's commit."""
         cfg = self.cfg
         rep = Representation(self.model, cfg.representation_layer, cfg.representation_time)
         feats = rep.features(self.buffer.x, self.buffer.mask, generator=make_generator(self.seed("phi", r)))
+        x, labels = (feats, self.buffer.valid) if fit_on is None else (feats[fit_on], self.buffer.valid[fit_on])
         surrogate = make_surrogate(cfg.surrogate, **cfg.surrogate_options)
-        surrogate.fit(feats, self.buffer.valid.float(), seed=self.seed("surrogate", r))
-        self.surrogate_inputs = {"features": feats, "labels": self.buffer.valid.to(torch.uint8)}
+        surrogate.fit(x, labels.float(), seed=self.seed("surrogate", r))
+        self.surrogate_inputs = {"features": x, "labels": labels.to(torch.uint8)}
+        return rep, feats, surrogate
+
+    def _guidance(self, r: int) -> UncertaintyGuidance:
+        cfg = self.cfg
+        rep, _, surrogate = self._fit_surrogate(r)
         return UncertaintyGuidance(rep, surrogate, cfg.guidance_strength, cfg.guidance_weighting, cfg.mean_weight,
                                    generator=make_generator(self.seed("phi-guide", r)),
                                    max_norm=cfg.guidance_max_norm)
@@ -340,12 +349,7 @@ class _Loop:
         all of D would give every buffer design the same zero reward."""
         cfg = self.cfg
         ts = time.perf_counter()
-        rep = Representation(self.model, cfg.representation_layer, cfg.representation_time)
-        feats = rep.features(self.buffer.x, self.buffer.mask, generator=make_generator(self.seed("phi", r)))
-        known = self.buffer.round < r
-        surrogate = make_surrogate(cfg.surrogate, **cfg.surrogate_options)
-        surrogate.fit(feats[known], self.buffer.valid[known].float(), seed=self.seed("surrogate", r))
-        self.surrogate_inputs = {"features": feats[known], "labels": self.buffer.valid[known].to(torch.uint8)}
+        _, feats, surrogate = self._fit_surrogate(r, fit_on=self.buffer.round < r)
         sel = self.buffer.valid
         reward = surrogate.uncertainty(feats[sel]).double()
         if cfg.mean_weight:

@@ -38,19 +38,26 @@ def identity(a: str, b: str) -> float:
     return aln.counts().identities / min(len(a), len(b))
 
 
-def kmer_spectrum(seqs: Sequence[str], alphabet: str = AMINO_ACIDS) -> np.ndarray:
-    """L2-normalised 1-mer and 2-mer frequency vectors [n, V + V²] (zeros for empty sequences)."""
+def composition(seqs: Sequence[str], alphabet: str = AMINO_ACIDS) -> np.ndarray:
+    """1-mer and 2-mer frequencies [n, V + V²] (fractions; letters outside ``alphabet`` are skipped)."""
     idx = {c: i for i, c in enumerate(alphabet)}
     V = len(alphabet)
     out = np.zeros((len(seqs), V + V * V), dtype=np.float32)
     for r, s in enumerate(seqs):
         ids = np.array([idx[c] for c in s if c in idx], dtype=np.int64)
-        if ids.size == 0:
-            continue
-        np.add.at(out[r], ids, 1.0 / ids.size)
+        if ids.size:
+            np.add.at(out[r], ids, 1.0 / ids.size)
         if ids.size > 1:
             np.add.at(out[r], V + ids[:-1] * V + ids[1:], 1.0 / (ids.size - 1))
-        out[r] /= np.linalg.norm(out[r])
+    return out
+
+
+def kmer_spectrum(seqs: Sequence[str], alphabet: str = AMINO_ACIDS) -> np.ndarray:
+    """:func:`composition` with every row L2-normalised [n, V + V²] (zeros for empty sequences)."""
+    out = composition(seqs, alphabet)
+    for row in out:
+        if row.any():
+            row /= np.linalg.norm(row)
     return out
 
 

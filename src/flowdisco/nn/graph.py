@@ -17,19 +17,8 @@ from torch import Tensor, nn
 
 from flowdisco.nn.dit import EMBED_T, MPBlock, MPConditioning
 from flowdisco.nn.modulation import check_modulations
-from flowdisco.nn.mp import MPLinear, mp_silu, mp_sum
+from flowdisco.nn.mp import MPFeatureHead, MPLinear, mp_silu, mp_sum
 from flowdisco.nn.registry import register_network
-
-
-class NodeHead(nn.Module):
-    """MP linear + MP-SiLU: the hidden per-atom features the node and bond outputs read."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.lin = MPLinear(dim, dim)
-
-    def forward(self, h: Tensor) -> Tensor:
-        return mp_silu(self.lin(h))
 
 
 @register_network("graph-mp")
@@ -56,7 +45,7 @@ class GraphTransformer(nn.Module):
         self.bond_bias = MPLinear(bond_classes + 1, heads, gain=1.0)
         self.cond = MPConditioning(dim)
         self.blocks = nn.ModuleList(MPBlock(dim, heads, dim, mods) for _ in range(depth))
-        self.node_head = NodeHead(dim)
+        self.node_head = MPFeatureHead(dim)
         self.node_out = MPLinear(dim, atom_features, gain=0.0)
         self.pair_in = MPLinear(dim, dim)
         self.bond_in = MPLinear(bond_classes + 1, dim)

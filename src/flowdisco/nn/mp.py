@@ -76,6 +76,18 @@ class MPLinear(nn.Module):
                 f"gain={'learned' if self.gain is not None else 'fixed'}")
 
 
+class MPFeatureHead(nn.Module):
+    """MP linear + MP-SiLU, dim → dim: the per-token hidden features an output layer reads (and
+    ActFlow's φ hooks into). [..., dim] → [..., dim]."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.lin = MPLinear(dim, dim)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return mp_silu(self.lin(h))
+
+
 class MPFourier(nn.Module):
     """√2·cos(2π(f·t + φ)) with fixed f ~ N(0, 1), φ ~ U(0, 1): [B] → [B, dim], unit magnitude.
 

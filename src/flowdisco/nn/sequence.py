@@ -20,22 +20,11 @@ from torch import Tensor, nn
 
 from flowdisco.nn.dit import EMBED_T, MPBlock, MPConditioning
 from flowdisco.nn.modulation import check_modulations
-from flowdisco.nn.mp import MPClassEmbedding, MPLinear, mp_silu, mp_sum, sincos_1d
+from flowdisco.nn.mp import MPClassEmbedding, MPFeatureHead, MPLinear, mp_sum, sincos_1d
 from flowdisco.nn.registry import register_network
 
 INPUTS = ("onehot", "tokens")
 OUTPUTS = ("velocity", "endpoint", "logits")
-
-
-class EncoderHead(nn.Module):
-    """MP linear + MP-SiLU: the per-position features the output layer reads."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.lin = MPLinear(dim, dim)
-
-    def forward(self, h: Tensor) -> Tensor:
-        return mp_silu(self.lin(h))
 
 
 @register_network("seq-mp")
@@ -63,7 +52,7 @@ class SequenceTransformer(nn.Module):
         self.register_buffer("pos", sincos_1d(max_len, dim), persistent=False)
         self.cond = MPConditioning(dim)
         self.blocks = nn.ModuleList(MPBlock(dim, heads, dim, mods) for _ in range(depth))
-        self.encoder_head = EncoderHead(dim)
+        self.encoder_head = MPFeatureHead(dim)
         self.out = MPLinear(dim, vocab_size, gain=0.0)
 
     def real_positions(self, x: Tensor, mask: Tensor | None) -> Tensor:
