@@ -8,7 +8,7 @@
 
 __version__ = "0.1.0"
 
-from flowdisco import domains, metrics
+from flowdisco import domains, guidance, metrics
 from flowdisco.evaluate import evaluate, format_table
 from flowdisco.expand import expand
 from flowdisco.flow import FitConfig, FlowModel, NoiseSchedule, fit
@@ -16,4 +16,4 @@ from flowdisco.io import CheckpointError
 from flowdisco.pretrain import pretrain
 
 __all__ = ["CheckpointError", "FitConfig", "FlowModel", "NoiseSchedule", "__version__", "domains", "evaluate",
-           "expand", "fit", "format_table", "metrics", "pretrain"]
+           "expand", "fit", "format_table", "guidance", "metrics", "pretrain"]

@@ -7,6 +7,7 @@
     flowdisco evaluate MODEL             metrics table of a saved model
     flowdisco dit train|sample|evaluate  the MP-DiT image experiment on digits
     flowdisco dit classifier             (re)train the digits evaluation classifier
+    flowdisco agd collect|train|sample|evaluate   adapter guidance distillation (CFG in one NFE per step)
     flowdisco domains                    list the available domains
 """
 
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trees", type=int, default=100)
     _common(p)
     _dit_parsers(sub)
+    _agd_parsers(sub)
     return parser
 
 
@@ -210,6 +212,59 @@ def _dit_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--out", default=None, help="output directory (default: the shipped asset directory)")
     _common(p)
+
+
+def _agd_parsers(sub: argparse._SubParsersAction) -> None:
+    agd = sub.add_parser("agd", help="adapter guidance distillation: CFG in one network evaluation per step",
+                         description="Distil classifier-free guidance into small adapters on a frozen "
+                                     "class-conditional model (default: the shipped digits MP-DiT).")
+    asub = agd.add_subparsers(dest="agd_command", metavar="AGD_COMMAND")
+
+    def model_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", default=None, help="base model or run directory (default: the shipped digits model)")
+
+    p = asub.add_parser("collect", help="record the CFG teacher's sampling trajectories",
+                        description="Run the CFG sampler with ω ~ U[ω_min, ω_max] per trajectory and store every "
+                                    "state with its guided velocity (safetensors + JSON).")
+    model_arg(p)
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--per-class", type=int, default=100, help="trajectories per class (default 100)")
+    p.add_argument("--omega-range", type=float, nargs=2, default=[1.0, 5.0], metavar=("MIN", "MAX"))
+    p.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
+    p.add_argument("--solver", default="euler", choices=["euler", "heun"])
+    _common(p)
+    p = asub.add_parser("train", help="train guidance adapters (or a full fine-tune) on the frozen model",
+                        description="AGD: adapters on CFG trajectories (--trajectories). Baselines: the same "
+                                    "adapters on forward-noised training images with the CFG target computed "
+                                    "online (--standard), and --full-finetune (all weights + an ω embedding).")
+    model_arg(p)
+    p.add_argument("--out", required=True, help="adapter directory to write")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--trajectories", help="directory written by `agd collect`")
+    src.add_argument("--standard", action="store_true", help="standard forward-noised training images instead")
+    p.add_argument("--adapter", default="offset", choices=["offset", "cross-attention"])
+    p.add_argument("--paths", nargs="+", default=["blocks.*.attn"], help="wrapped submodules (dotted, wildcards)")
+    p.add_argument("--full-finetune", action="store_true", help="train all weights (+ ω embedding on 'cond')")
+    p.add_argument("--omega-range", type=float, nargs=2, default=[1.0, 5.0], metavar=("MIN", "MAX"),
+                   help="ω range of --standard training (trajectories carry their own)")
+    p.add_argument("--train-steps", type=int, default=5000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=None, help="default: 1e-2 offset, 3e-3 cross-attention, 1e-3 full")
+    p.add_argument("--resume", action="store_true", help="continue a killed training in OUT/state")
+    _common(p)
+    for name, helptext in (("sample", "a sample grid at guidance ω with one NFE per step"),
+                           ("evaluate", "CFG vs the students: classifier-FD, accuracy, distance to CFG, NFEs, time")):
+        p = asub.add_parser(name, help=helptext, description=helptext + ".")
+        model_arg(p)
+        p.add_argument("--adapters", nargs="+" if name == "evaluate" else None, required=True,
+                       help="adapter director" + ("ies" if name == "evaluate" else "y"))
+        p.add_argument("--omega", type=float, nargs="+" if name == "evaluate" else None,
+                       default=[1.5, 2.0, 3.0, 4.0, 6.0] if name == "evaluate" else 3.0)
+        p.add_argument("--n-per-class", type=int, default=100 if name == "evaluate" else 10)
+        p.add_argument("--steps", type=int, default=50)
+        p.add_argument("--solver", default="euler", choices=["euler", "heun"])
+        p.add_argument("--out" if name == "sample" else "--json", default=None)
+        _common(p)
 
 
 def _setup(args: argparse.Namespace) -> None:
@@ -504,8 +559,87 @@ def cmd_dit(args: argparse.Namespace) -> int:
     raise ValueError("choose a dit command: train, sample, evaluate or classifier (see flowdisco dit --help)")
 
 
-COMMANDS = {"demo": cmd_demo, "dit": cmd_dit, "pretrain": cmd_pretrain, "expand": cmd_expand, "sample": cmd_sample,
-            "evaluate": cmd_evaluate, "domains": cmd_domains, "train-verifier": cmd_train_verifier}
+def cmd_agd(args: argparse.Namespace) -> int:
+    from flowdisco.evaluate import format_table
+    from flowdisco.flow.model import FlowModel
+    from flowdisco.guidance import GuidanceStudent
+
+    if args.agd_command is None:
+        raise ValueError("choose an agd command: collect, train, sample or evaluate (see flowdisco agd --help)")
+    if args.model is None:
+        from flowdisco.domains import get_domain
+
+        path = get_domain("digits").pretrained_model_path()
+        if path is None:
+            raise FileNotFoundError("the shipped digits model is missing; pass --model")
+        args.model = path
+    base = FlowModel.load(args.model, map_location=args.device)
+    if args.agd_command == "collect":
+        from flowdisco.guidance import collect_trajectories
+
+        store = collect_trajectories(base, per_class=args.per_class, omega_range=tuple(args.omega_range),
+                                     steps=args.steps, solver=args.solver, seed=args.seed, progress=not args.quiet)
+        store.save(args.out)
+        print(f"{store.info['trajectories']} trajectories, {len(store)} states → {args.out}")
+        return 0
+    if args.agd_command == "train":
+        from flowdisco.guidance import DistillConfig, TrajectoryStore, distill, full_finetune_student
+
+        store = TrajectoryStore.load(args.trajectories) if args.trajectories else None
+        if args.full_finetune:
+            student = full_finetune_student(base)
+        else:
+            student = GuidanceStudent(base, adapter=args.adapter, paths=args.paths)
+        lr = args.lr or (1e-3 if args.full_finetune else 1e-2 if args.adapter == "offset" else 3e-3)
+        cfg = DistillConfig(steps=args.train_steps, batch_size=args.batch_size, lr=lr,
+                            omega_range=tuple(args.omega_range), seed=args.seed, progress=not args.quiet)
+        images = None
+        if store is None:
+            from flowdisco.domains import get_domain
+
+            dom = get_domain(base.domain_name or "digits")
+            images = {"x": dom.training_data(), "cond": dom.training_conditions()}
+        t0 = time.perf_counter()
+        res = distill(student, cfg, trajectories=store, images=images, state_dir=Path(args.out) / "state",
+                      resume=args.resume)
+        info = {"source": "trajectories" if store is not None else "standard", "lr": lr,
+                "train_seconds": time.perf_counter() - t0, "losses": res.losses, "base_model": str(args.model)}
+        student.save(args.out, info=info)
+        report = student.parameter_report()
+        print(format_table({"student": {**report, "final_loss": res.losses[-1] if res.losses else float("nan")}}))
+        print(f"adapters → {args.out}")
+        return 0
+    if args.agd_command == "sample":
+        from flowdisco.images.dit import class_labels
+        from flowdisco.plotting import image_grid
+        from flowdisco.seeding import make_generator
+
+        student = GuidanceStudent.load(args.adapters, base)
+        labels = class_labels(args.n_per_class, base.num_classes)
+        x = student.sample(labels.shape[0], omega=args.omega, cond=labels, steps=args.steps, solver=args.solver,
+                           generator=make_generator(args.seed)).clamp(-1, 1)
+        out = Path(args.out or Path(args.adapters) / f"samples-w{args.omega:g}.png")
+        image_grid(out, x, nrow=args.n_per_class, title=f"AGD, ω = {args.omega:g} (one NFE per step)")
+        print(f"{len(labels)} samples → {out}")
+        return 0
+    if args.agd_command == "evaluate":
+        from flowdisco.images.agd import compare_guidance
+
+        students = {str(d): GuidanceStudent.load(d, base) for d in args.adapters}
+        metrics, _ = compare_guidance(base, students, args.omega, n_per_class=args.n_per_class, steps=args.steps,
+                                      solver=args.solver, seed=args.seed)
+        print(format_table({f"{m} · ω {w}": row for m, per in metrics.items() for w, row in per.items()}))
+        if args.json:
+            from flowdisco.io import atomic_write_json
+
+            atomic_write_json(args.json, {"model": str(args.model), "metrics": metrics})
+        return 0
+    raise ValueError(f"unknown agd command {args.agd_command!r}")
+
+
+COMMANDS = {"agd": cmd_agd, "demo": cmd_demo, "dit": cmd_dit, "pretrain": cmd_pretrain, "expand": cmd_expand,
+            "sample": cmd_sample, "evaluate": cmd_evaluate, "domains": cmd_domains,
+            "train-verifier": cmd_train_verifier}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,7 @@ class Digits(Domain):
     coverage_threshold = 4.0
 
     def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
         self.x_train, self.y_train, self.x_test, self.y_test = load_digits_split(seed)
 
     def training_data(self) -> Tensor:
@@ -67,4 +68,15 @@ class Digits(Domain):
                        "mods": ["scale", "shift", "gate"], "num_classes": NUM_CLASSES}
 
     def default_pretrain(self) -> dict:
-        return {"steps": 3000, "batch_size": 64, "lr": 1e-2, "ema_sigma_rel": 0.05}
+        # lr 3e-2: the MP-AdaLN optimum of the learning-rate sweep in BENCHMARKS.md (MP-DiT section)
+        return {"steps": 3000, "batch_size": 64, "lr": 3e-2, "ema_sigma_rel": 0.05}
+
+    def pretrained_model_path(self) -> str | None:
+        """The shipped MP-DiT (``flowdisco/assets/digits_model``: tiny MP-AdaLN, 3000 steps, lr 3e-2,
+        seed 0), trained on the seed-0 split only."""
+        from importlib import resources
+
+        path = resources.files("flowdisco") / "assets" / "digits_model"
+        if self.seed != 0 or not (path / "flowdisco_model.json").is_file():
+            return None
+        return str(path)

@@ -137,12 +137,14 @@ class FlowModel(nn.Module):
                generator: torch.Generator | None = None, noise: NoiseSchedule | None = None,
                guidance: GuidanceFn | None = None, mask: Tensor | None = None,
                cond: Tensor | None = None, x0: Tensor | None = None, cfg_scale: float | None = None,
-               batch_size: int | None = None, callback: StepCallback | None = None) -> Tensor:
+               batch_size: int | None = None, callback: StepCallback | None = None,
+               net: nn.Module | None = None) -> Tensor:
         """Draw ``n`` designs [n, *shape] (on CPU).
 
         solver: ``euler`` | ``heun`` (ODE) | ``euler-maruyama`` (SDE with ``noise``, default the
         memoryless schedule, and an optional ``guidance`` control). mask/cond: [n, ...] per design;
-        cfg_scale: classifier-free guidance scale ω (class-conditional models).
+        cfg_scale: classifier-free guidance scale ω (class-conditional models). net: another network
+        with the same call signature to integrate instead of ``self.net`` (an AGD student).
         The initial noise is drawn for all n designs first, so ODE samples do not depend on
         ``batch_size`` (the SDE's per-step noise does).
         """
@@ -165,7 +167,7 @@ class FlowModel(nn.Module):
                 m = mask[sl].to(dev) if mask is not None else None
                 c = cond[sl].to(dev) if cond is not None else None
                 xb = x0[sl].to(dev)
-                vf = self.velocity_fn(mask=m, cond=c, cfg_scale=cfg_scale)
+                vf = self.velocity_fn(mask=m, cond=c, cfg_scale=cfg_scale, net=net)
                 if solver in ("euler", "heun"):
                     out = solve_ode(vf, xb, steps, method=solver, mask=m, callback=callback)
                 else:

@@ -128,12 +128,17 @@ class BaselineBlock(nn.Module):
         return x + a2[:, None] * self.mlp(adaln(x, b2, g2))
 
 
+def sinusoid(v: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal features cos/sin(v·f_k), f_k = max_period^(−k/(dim/2)): [B] → [B, dim]."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=v.device) / half)
+    ang = v.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(ang), torch.sin(ang)], dim=-1)
+
+
 def timestep_sinusoid(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
     """DiT's sinusoidal timestep features of 1000·t (t ∈ [0, 1]): [B] → [B, dim]."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    ang = 1000.0 * t.float()[:, None] * freqs[None]
-    return torch.cat([torch.cos(ang), torch.sin(ang)], dim=-1)
+    return sinusoid(1000.0 * t.float(), dim, max_period)
 
 
 class BaselineConditioning(nn.Module):
