@@ -149,6 +149,9 @@ def test_distillation_on_trajectories_moves_the_student_towards_cfg() -> None:
             return float((student(store.x, store.t, cond=store.cond, omega=store.omega) - store.target).pow(2).mean())
 
     before = error()
+    wrong = TrajectoryStore(store.x[:, :, :4], store.t, store.cond, store.omega, store.target[:, :, :4])
+    with pytest.raises(ValueError, match="shape"):
+        distill(student, DistillConfig(steps=1, progress=False), trajectories=wrong)
     distill(student, DistillConfig(steps=150, batch_size=32, lr=1e-2, progress=False), trajectories=store)
     assert error() < 0.7 * before
     assert all(not p.requires_grad for p in base.parameters())

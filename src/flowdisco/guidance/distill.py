@@ -41,13 +41,15 @@ class DistillConfig:
     warmup_fraction: float = 0.1
     grad_clip: float | None = 1.0
     omega_range: tuple[float, float] = (1.0, 5.0)  # ``standard`` source only (trajectories carry their ω)
+    checkpoint_every: int = 500  # resumable checkpoints in state_dir (a killed run loses at most this many steps)
     seed: int = 0
     progress: bool = True
 
     def fit_config(self) -> FitConfig:
         return FitConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, grad_clip=self.grad_clip,
                          warmup_steps=int(self.warmup_fraction * self.steps), schedule="cosine", seed=self.seed,
-                         progress=self.progress, desc="distill guidance", log_every=100)
+                         progress=self.progress, desc="distill guidance", log_every=100,
+                         checkpoint_every=self.checkpoint_every)
 
 
 class GuidanceDistillation:
@@ -103,6 +105,12 @@ def distill(student: GuidanceStudent, config: DistillConfig, *, trajectories: Tr
     if (trajectories is None) == (images is None):
         raise ValueError("give exactly one data source: trajectories (AGD) or images (standard inputs)")
     if trajectories is not None:
+        if tuple(trajectories.x.shape[1:]) != student.base.shape:
+            raise ValueError(f"the trajectories hold designs of shape {tuple(trajectories.x.shape[1:])}, the model "
+                             f"makes {student.base.shape}: collect them with this model")
+        if int(trajectories.cond.max()) >= student.base.num_classes:
+            raise ValueError(f"the trajectories use class {int(trajectories.cond.max())}, the model has "
+                             f"{student.base.num_classes} classes: collect them with this model")
         problem = GuidanceDistillation(student, "trajectories")
         data = trajectories.as_data()
     else:
