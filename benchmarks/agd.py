@@ -164,6 +164,8 @@ def plots(per_seed: list[dict], args: argparse.Namespace) -> None:
 
     methods = list(per_seed[0]["metrics"])
     ws = [f"{w:g}" for w in args.omegas]
+    colors = dict(zip(["cfg", *METHODS], ["#264653", "#e76f51", "#f4a261", "#2a9d8f", "#8ab17d", "#6d597a"],
+                      strict=True))
     fig, axes = subplots(1, 3, figsize=(13, 3.6))
     for ax, key, label in zip(axes, ("classifier_fd", "distance_to_cfg", "class_accuracy"),
                               ("classifier-FD ↓ (proxy, not FID)", "mean L2 distance to the CFG sample ↓",
@@ -177,15 +179,16 @@ def plots(per_seed: list[dict], args: argparse.Namespace) -> None:
             mean = [sum(v) / len(v) for v in vals]
             lo, hi = [min(v) for v in vals], [max(v) for v in vals]
             xs = [float(w) for w in ws]
-            ax.plot(xs, mean, marker="o", label=m)
-            ax.fill_between(xs, lo, hi, alpha=0.15)
+            ax.plot(xs, mean, marker="o", label=m, color=colors[m])
+            ax.fill_between(xs, lo, hi, alpha=0.15, color=colors[m])
         if key == "classifier_fd":
             ref = [r["metrics"]["conditional (ω = 1)"]["1"]["classifier_fd"] for r in per_seed]
             ax.axhline(sum(ref) / len(ref), color="grey", ls=":", label="no guidance (ω = 1)")
         ax.axvspan(args.omega_range[1], max(float(w) for w in ws) + 0.5, color="grey", alpha=0.08)
         ax.set_xlabel("guidance scale ω (shaded: outside the training range)")
         ax.set_title(label, fontsize=9)
-    axes[0].legend(fontsize=7)
+    for ax in axes[:2]:
+        ax.legend(fontsize=7)
     save_figure(fig, RESULTS / "agd_metrics.png")
     tensors = load_tensors(Path(args.work_dir) / f"samples-s{per_seed[0]['seed']}.safetensors")
     for w in ws:
@@ -212,7 +215,13 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2, help="seeds run in parallel processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--work-dir", default="runs/bench-agd")
+    ap.add_argument("--replot", action="store_true", help="only redraw the plots from results/agd.json")
     args = ap.parse_args()
+    if args.replot:
+        saved = json.loads((RESULTS / "agd.json").read_text())
+        args.omegas, args.omega_range = saved["settings"]["omegas"], saved["settings"]["omega_range"]
+        plots(saved["per_seed"], args)
+        return 0
     started = time.time()
     Path(args.work_dir).mkdir(parents=True, exist_ok=True)
     if args.jobs > 1 and len(args.seeds) > 1:
