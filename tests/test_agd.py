@@ -39,6 +39,19 @@ def micro_base(seed: int = 0, depth: int | None = None) -> FlowModel:
     return model.eval()  # MP layers renormalise their weights in training mode
 
 
+def distill_tiny(source: str) -> GuidanceStudent:
+    """A few distillation steps on a micro base (also run under torchrun by ddp_agd_worker.py)."""
+    base = micro_base()
+    student = GuidanceStudent(base, adapter="cross-attention")
+    cfg = DistillConfig(steps=6, batch_size=8, lr=1e-2, progress=False)
+    if source == "trajectories":
+        distill(student, cfg, trajectories=collect_trajectories(base, per_class=1, steps=4, progress=False))
+    else:
+        g = torch.Generator().manual_seed(0)
+        distill(student, cfg, images={"x": torch.randn(30, 1, 8, 8, generator=g), "cond": torch.arange(30) % 10})
+    return student
+
+
 def batch(n: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, 1, 8, 8, generator=g), torch.rand(n, generator=g), torch.randint(10, (n,), generator=g)

@@ -28,3 +28,22 @@ def test_two_process_gloo_fit_equals_one_process(tmp_path):
     fit(model, data, FitConfig(steps=15, batch_size=32, lr=1e-2, progress=False, log_every=5))
     for k, v in model.net.state_dict().items():
         assert torch.allclose(v, two[k], atol=1e-5), k
+
+
+@pytest.mark.parametrize("source", ["trajectories", "standard"])
+def test_two_process_adapter_distillation_equals_one_process(tmp_path, source):
+    """AGD under torchrun: the same adapters as one process, for both data sources."""
+    from test_agd import distill_tiny
+
+    out = tmp_path / "adapters.safetensors"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(HERE / "ddp_agd_worker.py"), str(out), source]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=HERE)
+    if proc.returncode != 0 and "errno" in proc.stderr.lower() and "address" in proc.stderr.lower():
+        pytest.skip(f"no local port for the gloo rendezvous: {proc.stderr[-300:]}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = load_tensors(out)
+    one = distill_tiny(source).adapters.state_dict()
+    assert any(v.abs().sum() > 0 for k, v in one.items() if k.endswith("out.weight"))  # it trained
+    for k, v in one.items():
+        assert torch.allclose(v, two[k], atol=1e-5), k

@@ -38,6 +38,7 @@ from flowdisco import __version__
 from flowdisco.flow.model import FlowModel, load_weights_strict
 from flowdisco.io import CheckpointError, atomic_write_json, load_tensors, read_json, save_tensors
 from flowdisco.nn.dit import sinusoid, timestep_sinusoid
+from flowdisco.seeding import seeded
 
 CONFIG_NAME = "flowdisco_adapters.json"
 WEIGHTS_NAME = "adapters.safetensors"
@@ -94,7 +95,9 @@ class CrossAttentionAdapter(nn.Module):
         super().__init__()
         self.embed = GuidanceEmbedding(num_classes, embed_dim)
         self.q = nn.Linear(dim, attn_dim, bias=False)
-        self.kv = nn.Linear(embed_dim, 2 * attn_dim)
+        # no bias: a key bias cannot change a softmax (its gradient is rounding noise, which Adam would
+        # turn into full-size steps) and a value bias is a constant the output bias already provides
+        self.kv = nn.Linear(embed_dim, 2 * attn_dim, bias=False)
         self.out = nn.Linear(attn_dim, dim)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -132,13 +135,14 @@ class GuidanceStudent(nn.Module):
 
     base: the model (its network gets forward hooks; its weights are frozen unless ``train_base``).
     Several students may share one base: a hook only acts during its own student's forward.
-    adapter: ``offset`` | ``cross-attention``; paths: dotted-path patterns of the wrapped submodules.
+    adapter: ``offset`` | ``cross-attention``; paths: dotted-path patterns of the wrapped submodules;
+    seed: of the adapters' initial weights.
     Call as the base network, with ω: ``student(x [B, *shape], t [B], cond=c [B], omega=ω)`` →
     velocity [B, *shape]; ω is a float or [B] and defaults to :attr:`omega`.
     """
 
     def __init__(self, base: FlowModel, adapter: str = "offset", paths: Sequence[str] = ("blocks.*.attn",),
-                 train_base: bool = False, **adapter_kwargs: Any) -> None:
+                 train_base: bool = False, seed: int = 0, **adapter_kwargs: Any) -> None:
         super().__init__()
         if adapter not in ADAPTERS:
             raise ValueError(f"unknown adapter {adapter!r}; available: {', '.join(ADAPTERS)}")
@@ -150,8 +154,9 @@ class GuidanceStudent(nn.Module):
         self.adapter_kwargs = dict(adapter_kwargs)
         self.paths = resolve_paths(base.net, paths)
         dims = self._output_dims()
-        self.adapters = nn.ModuleDict({_key(p): ADAPTERS[adapter](base.num_classes, dims[p], **adapter_kwargs)
-                                       for p in self.paths})
+        with seeded(seed):  # the adapters' initial weights (class tables, hidden layers) are reproducible
+            self.adapters = nn.ModuleDict({_key(p): ADAPTERS[adapter](base.num_classes, dims[p], **adapter_kwargs)
+                                           for p in self.paths})
         self.omega: float = 1.0
         self._channel: tuple[Tensor, Tensor, Tensor] | None = None  # (ω, t, c) during a student forward
         base.requires_grad_(self.train_base)

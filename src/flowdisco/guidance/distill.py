@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -91,7 +92,7 @@ class GuidanceDistillation:
         return (v - batch["target"]).pow(2).mean()
 
 
-def full_finetune_student(base: FlowModel, path: str = "cond", **adapter_kwargs) -> GuidanceStudent:
+def full_finetune_student(base: FlowModel, path: str = "cond", **adapter_kwargs: Any) -> GuidanceStudent:
     """All weights of a copy of ``base`` trainable, plus a zero-initialised ω embedding (an offset
     adapter) added to the output of its conditioning module ``path``."""
     return GuidanceStudent(base.clone(), adapter="offset", paths=[path], train_base=True, **adapter_kwargs)
