@@ -27,7 +27,11 @@ KEYS = ["validity", "coverage", "coverage_kmer", "vendi", "novelty"]
 PAPER_ALPHA = 0.005
 
 
-def run_one(method: str, alpha: float, seed: int, args: argparse.Namespace) -> dict:
+def label(alpha: float, clip: float | None) -> str:
+    return f"{alpha:g}" if clip is None else f"{alpha:g}, log-ratio clip {clip:g}"
+
+
+def run_one(method: str, alpha: float, clip: float | None, seed: int, args: argparse.Namespace) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
@@ -39,18 +43,21 @@ def run_one(method: str, alpha: float, seed: int, args: argparse.Namespace) -> d
     if method == "rec-f" or alpha == PAPER_ALPHA:  # the sequences benchmark's runs
         run_dir = Path(args.reference_dir) / f"{method}-s{seed}"
     else:
-        run_dir = Path(args.work_dir) / f"actflow-a{alpha:g}-s{seed}"
+        run_dir = Path(args.work_dir) / (f"actflow-a{alpha:g}-s{seed}" if clip is None
+                                         else f"actflow-a{alpha:g}-c{clip:g}-s{seed}")
     options = {} if method == "rec-f" or alpha == PAPER_ALPHA else {"tilt_alpha": alpha}
+    if clip is not None:
+        options["tilt_log_ratio_clip"] = clip
     t0 = time.time()
     run = fd.expand(model, dom, method=method, rounds=args.rounds, seed=seed, run_dir=run_dir,
                     resume=(run_dir / "config.json").is_file(), progress=False, **options)
     evals = run.evaluations()
-    out = {"method": method, "alpha": alpha if method == "actflow" else None, "seed": seed,
+    out = {"method": method, "alpha": alpha if method == "actflow" else None, "clip": clip, "seed": seed,
            "run_dir": str(run_dir), "seconds": time.time() - t0,
            "first": {k: evals[0]["eval"].get(k) for k in KEYS}, "last": {k: evals[-1]["eval"].get(k) for k in KEYS}}
     for k in ("tilt_ess", "tilt_weight_on_new", "tilt_reward_mean", "tilt_log_ratio_std"):
         out[k] = [h.get(k) for h in run.history[1:]]
-    print(f"{method} α={alpha:g} seed {seed}: validity {out['last']['validity']:.3f}, coverage "
+    print(f"{method} α={label(alpha, clip)} seed {seed}: validity {out['last']['validity']:.3f}, coverage "
           f"{out['last']['coverage']:.0f}, ESS {out['tilt_ess']} ({out['seconds']:.0f} s)", flush=True)
     return out
 
@@ -59,6 +66,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.05, 0.25, 1.0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--clipped-alphas", type=float, nargs="*", default=[],
+                    help="also run these α with the log-ratio clip below")
+    ap.add_argument("--log-ratio-clip", type=float, default=1.0, help="nats (tilt_log_ratio_clip)")
     ap.add_argument("--rounds", type=int, default=None, help="default: the domain's (8)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
@@ -67,15 +77,19 @@ def main() -> int:
                     help="work dir of `sequences.py peptides` (its Rec-F and α = 0.005 runs)")
     args = ap.parse_args()
     started = time.time()
-    jobs = [("actflow", a, s, args) for a in args.alphas for s in args.seeds]
-    jobs += [("actflow", PAPER_ALPHA, s, args) for s in args.seeds] + [("rec-f", 0.0, s, args) for s in args.seeds]
+    jobs = [("actflow", a, None, s, args) for a in args.alphas for s in args.seeds]
+    jobs += [("actflow", a, args.log_ratio_clip, s, args) for a in args.clipped_alphas for s in args.seeds]
+    jobs += [("actflow", PAPER_ALPHA, None, s, args) for s in args.seeds]
+    jobs += [("rec-f", 0.0, None, s, args) for s in args.seeds]
     with mp.get_context("spawn").Pool(args.jobs) as pool:
         results = pool.starmap(run_one, jobs)
     recf = {r["seed"]: r for r in results if r["method"] == "rec-f"}
     summary = {}
-    for a in sorted({r["alpha"] for r in results if r["method"] == "actflow"}):
-        rs = [r for r in results if r["method"] == "actflow" and r["alpha"] == a]
-        summary[f"{a:g}"] = {
+    variants = sorted({(r["alpha"], r["clip"]) for r in results if r["method"] == "actflow"},
+                      key=lambda v: (v[1] is not None, v[0]))
+    for a, c in variants:
+        rs = [r for r in results if r["method"] == "actflow" and r["alpha"] == a and r["clip"] == c]
+        summary[label(a, c)] = {
             **{k: mean_std([r["last"][k] for r in rs]) for k in KEYS},
             "coverage_over_rec_f": mean_std([r["last"]["coverage"] / recf[r["seed"]]["last"]["coverage"] for r in rs]),
             "coverage_over_pretrained": mean_std([r["last"]["coverage"] / r["first"]["coverage"] for r in rs]),
@@ -84,7 +98,7 @@ def main() -> int:
             "tilt_weight_on_new": mean_std([e for r in rs for e in r["tilt_weight_on_new"] if e is not None]),
         }
     summary["rec-f"] = {k: mean_std([r["last"][k] for r in recf.values()]) for k in KEYS}
-    plot(summary, [a for a in summary if a != "rec-f"])
+    plot(summary, [label(a, c) for a, c in variants if c is None], [label(a, c) for a, c in variants if c is not None])
     write_result("peptides_tilt_sweep", {"settings": {k: v for k, v in vars(args).items()}, "summary": summary,
                                          "runs": results}, started)
     for a, row in summary.items():
@@ -92,7 +106,7 @@ def main() -> int:
     return 0
 
 
-def plot(summary: dict, alphas: list[str]) -> None:
+def plot(summary: dict, alphas: list[str], clipped: list[str]) -> None:
     from flowdisco.plotting import save_figure, subplots
 
     xs = [float(a) for a in alphas]
@@ -105,6 +119,11 @@ def plot(summary: dict, alphas: list[str]) -> None:
         hi = [summary[a][key]["max"] for a in alphas]
         ax.plot(xs, m, marker="o", color="#e76f51", label="ActFlow (tilted)")
         ax.fill_between(xs, lo, hi, color="#e76f51", alpha=0.2)
+        for c in clipped:
+            ax.errorbar([float(c.split(",")[0])], [summary[c][key]["mean"]],
+                        yerr=[[summary[c][key]["mean"] - summary[c][key]["min"]],
+                              [summary[c][key]["max"] - summary[c][key]["mean"]]],
+                        marker="s", color="#264653", label=f"α {c}", capsize=3)
         if key == "validity":
             ax.axhline(summary["rec-f"]["validity"]["mean"], color="#2a9d8f", ls="--", label="Rec-F")
             ax.legend(fontsize=8)

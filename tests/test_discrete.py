@@ -130,3 +130,12 @@ def test_elbo_with_content_seeds_uses_the_same_draws_for_the_same_design():
     a = model.elbo(x, n_mc=3, seeds=seeds)
     b = model.elbo(x[[2, 1, 0]], n_mc=3, seeds=seeds[[2, 1, 0]])
     assert a[0] == a[2] and torch.equal(a, b[[2, 1, 0]])  # independent of batch order and position
+
+
+def test_tilt_settings_are_validated():
+    from flowdisco.expand.loop import ExpandConfig
+
+    ExpandConfig(tilt_log_ratio_clip=1.0).validate()
+    for bad in ({"tilt_alpha": 0.0}, {"tilt_log_ratio_clip": -1.0}, {"tilt_log_ratio_clip": float("nan")}):
+        with pytest.raises(ValueError, match="tilt"):
+            ExpandConfig(**bad).validate()

@@ -102,6 +102,18 @@ def test_resume_refuses_other_settings(pretrained, tmp_path):
                   **{**FAST, "samples_per_round": 16})
 
 
+def test_options_added_later_and_off_by_default_do_not_block_resume():
+    from flowdisco.runs import config_differences
+
+    stored = {"kind": "expand", "config": {"rounds": 2, "tilt_alpha": 0.005}}
+    assert config_differences(stored, {**stored, "config": {**stored["config"], "new_option": None}}) == []
+    assert config_differences(stored, {**stored, "config": {**stored["config"], "new_option": 1.0}}) == [
+        ("config.new_option", None, 1.0)]
+    assert config_differences(stored, {**stored, "config": {"rounds": 3, "tilt_alpha": 0.005}}) == [
+        ("config.rounds", 2, 3)]
+    assert config_differences({**stored, "gone": 1}, stored) == [("gone", 1, None)]
+
+
 class FlakyToy(Toy2D):
     """A verifier that crashes on every design in the left half-plane."""
 

@@ -75,9 +75,9 @@ class RunDir:
             old = read_json(self.config_path, what="run config")
             old_cfg = {k: v for k, v in old.items() if k not in PROVENANCE_KEYS}
             new_cfg = _jsonable(config)
-            diff = sorted(k for k in set(old_cfg) | set(new_cfg) if old_cfg.get(k) != new_cfg.get(k))
+            diff = config_differences(old_cfg, new_cfg)
             if diff:
-                details = "; ".join(f"{k}: stored {old_cfg.get(k)!r}, now {new_cfg.get(k)!r}" for k in diff[:4])
+                details = "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, a, b in diff[:4])
                 raise RunDirError(f"cannot resume {self.path}: configuration differs ({details})")
             return
         atomic_write_json(self.config_path, {**_jsonable(config), "provenance": provenance(device)})
@@ -87,6 +87,29 @@ class RunDir:
 
     def records(self) -> list[dict]:
         return read_jsonl(self.metrics_path)
+
+
+_ABSENT = object()
+
+
+def config_differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, stored, now) for every setting that differs, recursing into dicts.
+
+    A setting the stored run does not have and that is None now (an option added to flowdisco
+    later, off by default) is no difference: runs from before the option still resume."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [(prefix or "config", old, new)]
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k, _ABSENT), new.get(k, _ABSENT)
+        if a is _ABSENT and b is None:
+            continue
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if a is _ABSENT or b is _ABSENT:
+            out.append((key, None if a is _ABSENT else a, None if b is _ABSENT else b))
+        else:
+            out.extend(config_differences(a, b, key))
+    return out
 
 
 def _jsonable(obj: Any) -> Any:

@@ -86,6 +86,9 @@ class ExpandConfig:
     surrogate_options: dict[str, Any] = field(default_factory=dict)
     tilt_alpha: float = 0.005  # discrete models: temperature α of reward-tilted fine-tuning (WDCE)
     elbo_samples: int = 8  # discrete models: Monte-Carlo draws per ELBO (log-likelihood) estimate
+    # discrete models: clip |log p_θ − log p_gen| of the tilt weights at this many nats (None: no clip).
+    # Fine-tuning raises p_θ on the designs it was weighted towards, so unclipped ratios feed back.
+    tilt_log_ratio_clip: float | None = None
     anchor_weight: float = 0.0  # α: replay of the original training data inside UpdateFlow
     negative_scale: float = 0.0  # c: negative gradient on invalid designs
     negative_clip: float = 0.1
@@ -111,6 +114,8 @@ class ExpandConfig:
             raise ValueError(f"anchor_weight must be in [0, 1), got {self.anchor_weight}")
         if self.tilt_alpha <= 0:
             raise ValueError(f"tilt_alpha must be > 0, got {self.tilt_alpha}")
+        if self.tilt_log_ratio_clip is not None and not self.tilt_log_ratio_clip >= 0:
+            raise ValueError(f"tilt_log_ratio_clip must be ≥ 0 or None, got {self.tilt_log_ratio_clip}")
         if self.elbo_samples < 1:
             raise ValueError(f"elbo_samples must be ≥ 1, got {self.elbo_samples}")
         if self.guidance_strength < 0:
@@ -358,6 +363,8 @@ class _Loop:
         logp_now = self.model.elbo(data["x"], data.get("mask"), n_mc=cfg.elbo_samples,
                                    seeds=content_seeds(data["x"], self.seed("elbo"))).double()
         log_ratio = logp_now - self.buffer.aux["logp_gen"][sel].double()
+        if cfg.tilt_log_ratio_clip is not None:
+            log_ratio = log_ratio.clamp(-cfg.tilt_log_ratio_clip, cfg.tilt_log_ratio_clip)
         w = tilt_weights(log_ratio, reward, cfg.tilt_alpha)
         new = self.buffer.round[sel] == r
         record.update({"surrogate_seconds": time.perf_counter() - ts, "tilt_ess": effective_sample_size(w),
