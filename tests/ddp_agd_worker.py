@@ -14,3 +14,5 @@ torch.set_num_threads(1)
 student = distill_tiny(sys.argv[2])
 if dist.is_main():
     save_tensors(sys.argv[1], student.adapters.state_dict())
+dist.barrier()  # no rank leaves while rank 0 is still writing
+dist.shutdown()

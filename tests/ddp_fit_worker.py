@@ -15,3 +15,5 @@ fit(model, data, FitConfig(steps=15, batch_size=32, lr=1e-2, progress=False, log
 assert dist.world_size() == int(sys.argv[2])
 if dist.is_main():
     save_tensors(sys.argv[1], model.net.state_dict())
+dist.barrier()  # no rank leaves while rank 0 is still writing
+dist.shutdown()

@@ -7,6 +7,7 @@ NCCL when the model lives on a GPU.
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -23,8 +24,15 @@ def init(device: torch.device | str = "cpu") -> None:
         return
     backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
     tdist.init_process_group(backend=backend)
+    atexit.register(shutdown)  # a group left alive at exit can abort the interpreter ("terminate called")
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def shutdown() -> None:
+    """Destroy the process group (idempotent); registered to run at exit by :func:`init`."""
+    if tdist.is_available() and tdist.is_initialized():
+        tdist.destroy_process_group()
 
 
 def is_active() -> bool:
