@@ -294,6 +294,14 @@ class Domain(ABC):
         return box["out"]
 
 
+def shipped_model_path(asset: str) -> str | None:
+    """``flowdisco/assets/<asset>`` if a model ships there (its flowdisco_model.json exists), else None."""
+    from importlib import resources
+
+    path = resources.files("flowdisco") / "assets" / asset
+    return str(path) if (path / "flowdisco_model.json").is_file() else None
+
+
 def package_dir(package: str, extra: str) -> Path:
     """Where an installed data package lives, without importing it (clear error when missing)."""
     spec = importlib.util.find_spec(package)

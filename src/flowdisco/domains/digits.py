@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from flowdisco.domains.base import Domain
+from flowdisco.domains.base import Domain, shipped_model_path
 
 N_HELD_OUT = 300
 NUM_CLASSES = 10
@@ -74,9 +74,4 @@ class Digits(Domain):
     def pretrained_model_path(self) -> str | None:
         """The shipped MP-DiT (``flowdisco/assets/digits_model``: tiny MP-AdaLN, 3000 steps, lr 3e-2,
         seed 0), trained on the seed-0 split only."""
-        from importlib import resources
-
-        path = resources.files("flowdisco") / "assets" / "digits_model"
-        if self.seed != 0 or not (path / "flowdisco_model.json").is_file():
-            return None
-        return str(path)
+        return shipped_model_path("digits_model") if self.seed == 0 else None

@@ -14,10 +14,9 @@ Descriptors, coverage, Vendi and novelty: see :mod:`flowdisco.domains.molecules`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
-from flowdisco.domains.base import package_dir
+from flowdisco.domains.base import package_dir, shipped_model_path
 from flowdisco.domains.molecules import MoleculeDomain
 from flowdisco.domains.molgraph import GraphSpec, _rdkit
 
@@ -56,10 +55,7 @@ class QM9(MoleculeDomain):
         """The shipped model (``flowdisco/assets/qm9_model``), trained on the default split (seed 0,
         full training set); other splits get None, since its training set would leak into their
         test set."""
-        path = resources.files("flowdisco") / "assets" / "qm9_model"
-        if self.seed != 0 or self.max_train is not None or not (path / "flowdisco_model.json").is_file():
-            return None
-        return str(path)
+        return shipped_model_path("qm9_model") if self.seed == 0 and self.max_train is None else None
 
     def expand_defaults(self) -> dict[str, Any]:
         # the paper's QM9 column (ensemble, λ = 10, s = 0.9), with a budget sized so that the main

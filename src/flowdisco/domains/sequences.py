@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from flowdisco.domains.base import Domain, package_dir
+from flowdisco.domains.base import Domain, package_dir, shipped_model_path
 from flowdisco.flow.discrete import PAD
 from flowdisco.metrics.identity import AMINO_ACIDS, identity_leaders, kmer_spectrum, max_identity
 
@@ -186,12 +186,7 @@ class SequenceDomain(Domain):
     def pretrained_model_path(self) -> str | None:
         """The shipped model ``flowdisco/assets/{name}_model`` (split seed 0 only: another split's test
         set would overlap its training set), or None."""
-        from importlib import resources
-
-        path = resources.files("flowdisco") / "assets" / f"{self.name.replace('-', '_')}_model"
-        if self.seed != 0 or not (path / "flowdisco_model.json").is_file():
-            return None
-        return str(path)
+        return shipped_model_path(f"{self.name.replace('-', '_')}_model") if self.seed == 0 else None
 
     def default_pretrain(self) -> dict:
         return {"steps": 6000, "batch_size": 64, "lr": 2e-3, "ema_sigma_rel": 0.05}

@@ -265,7 +265,7 @@ class GuidanceStudent(nn.Module):
                 "base": {"network": self.base.network_name, "network_kwargs": self.base.network_kwargs,
                          "shape": list(self.base.shape), "domain": self.base.domain_name,
                          "fingerprint": architecture_fingerprint(self.base)},
-                **{k: v for k, v in self.parameter_report().items()}}
+                **self.parameter_report()}
 
     def save(self, directory: str | os.PathLike, info: dict | None = None) -> Path:
         """Write the adapters (and, for full fine-tuning, the base weights) to ``directory``."""

@@ -17,7 +17,7 @@ and an ω-embedding offset on the network's conditioning output (:func:`full_fin
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -123,6 +123,3 @@ def distill(student: GuidanceStudent, config: DistillConfig, *, trajectories: Tr
     student.eval()
     return result
 
-
-def config_dict(config: DistillConfig) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}

@@ -18,8 +18,7 @@ from torch import Tensor, nn
 
 from flowdisco.flow.model import FlowModel
 from flowdisco.guidance.adapters import GuidanceStudent
-from flowdisco.images.dit import class_labels
-from flowdisco.metrics.images import batched, class_accuracy, classifier_fd
+from flowdisco.images.dit import class_labels, classifier_reference, score_images
 from flowdisco.seeding import make_generator
 
 CFG = "cfg"
@@ -65,12 +64,7 @@ def compare_guidance(base: FlowModel, students: Mapping[str, GuidanceStudent], o
     same process. keep_samples: the first k samples per class kept per method and ω (for grids).
     Returns (metrics, samples[method][str(ω)] [10·k, 1, 8, 8]).
     """
-    from flowdisco.domains.digits import load_digits_split
-    from flowdisco.images.classifier import load_classifier
-
-    clf, _ = load_classifier(classifier_dir)
-    xtr = load_digits_split()[0]
-    ref = batched(clf.features, xtr)
+    clf, ref = classifier_reference(classifier_dir)
     labels = class_labels(n_per_class, base.num_classes)
     x0 = torch.randn((labels.shape[0], *base.shape), generator=make_generator(seed))
     keep = torch.cat([torch.arange(c * n_per_class, c * n_per_class + keep_samples) for c in range(base.num_classes)])
@@ -78,9 +72,7 @@ def compare_guidance(base: FlowModel, students: Mapping[str, GuidanceStudent], o
     samples: dict[str, dict[str, Tensor]] = {}
 
     def score(method: str, key: str, x: Tensor, nfe: float, sec: float, x_cfg: Tensor | None) -> None:
-        feats = batched(clf.features, x)
-        row = {"classifier_fd": classifier_fd(feats, ref), "class_accuracy": class_accuracy(clf.head(feats), labels),
-               "nfe_per_sample": nfe, "seconds_per_sample": sec}
+        row = {**score_images(clf, ref, x, labels)[0], "nfe_per_sample": nfe, "seconds_per_sample": sec}
         if x_cfg is not None:
             row["distance_to_cfg"] = float((x - x_cfg).flatten(1).norm(dim=1).mean())
         metrics.setdefault(method, {})[key] = row

@@ -69,23 +69,37 @@ def heldout_loss(model: FlowModel, x: Tensor, y: Tensor, times: tuple[float, ...
     return out
 
 
+def classifier_reference(classifier_dir: str | os.PathLike | None = None) -> tuple[torch.nn.Module, Tensor]:
+    """The digits classifier and its features of the training split [N, 128], the FD reference."""
+    from flowdisco.domains.digits import load_digits_split
+    from flowdisco.images.classifier import load_classifier
+
+    clf, _ = load_classifier(classifier_dir)
+    return clf, batched(clf.features, load_digits_split()[0])
+
+
+def score_images(clf: torch.nn.Module, reference: Tensor, x: Tensor, labels: Tensor) -> tuple[dict[str, float], Tensor]:
+    """classifier-FD against ``reference`` and class accuracy of images x [n, 1, 8, 8] generated for
+    ``labels`` [n]; also returns their features [n, 128]."""
+    feats = batched(clf.features, x)
+    return {"classifier_fd": classifier_fd(feats, reference),
+            "class_accuracy": class_accuracy(clf.head(feats), labels)}, feats
+
+
 def evaluate_images(model: FlowModel, *, cfg_scale: float | None = None, n_per_class: int = 100, steps: int = 50,
                     solver: str = "heun", seed: int = 0, classifier_dir: str | os.PathLike | None = None,
                     samples: Tensor | None = None) -> dict[str, float]:
     """classifier-FD and KID against the digits training split, class accuracy, held-out FM loss."""
     from flowdisco.domains.digits import load_digits_split
-    from flowdisco.images.classifier import load_classifier
 
-    clf, _ = load_classifier(classifier_dir)
-    xtr, _, xte, yte = load_digits_split()
+    clf, ref = classifier_reference(classifier_dir)
+    _, _, xte, yte = load_digits_split()
     labels = class_labels(n_per_class)
     x = samples if samples is not None else sample_images(model, labels, cfg_scale=cfg_scale, steps=steps,
                                                            solver=solver, seed=seed)
-    feats = batched(clf.features, x)
-    ref = batched(clf.features, xtr)
+    stats, feats = score_images(clf, ref, x, labels)
     kid_mean, kid_std = kid(feats, ref, seed=seed)
-    stats = {"classifier_fd": classifier_fd(feats, ref), "kid": kid_mean, "kid_std": kid_std,
-             "class_accuracy": class_accuracy(clf.head(feats), labels), "n_samples": float(len(labels))}
+    stats.update({"kid": kid_mean, "kid_std": kid_std, "n_samples": float(len(labels))})
     stats.update(heldout_loss(model, xte, yte, seed=seed))
     return stats
 
