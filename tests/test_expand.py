@@ -12,6 +12,8 @@ from flowdisco.flow.fit import fit as real_fit
 
 FAST = {"samples_per_round": 32, "finetune_steps": 60, "finetune_batch": 64, "sampler_steps": 20,
         "warmup_valid": 32, "warmup_batch": 64, "eval_every": 0}
+# FAST, cut into pieces that 1 or 2 processes share: sampling chunks and gradient pieces
+SHARDED = {**FAST, "sample_chunk": 16, "grad_shards": 2, "eval_every": 2, "eval_samples": 64, "eval_valid": 32}
 
 
 @pytest.fixture(scope="module")

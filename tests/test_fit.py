@@ -101,3 +101,22 @@ def test_power_ema_profile():
         net.weight.add_(1.0)
     ema.update(net)
     assert torch.equal(ema.net.weight, net.weight)
+
+
+@pytest.mark.parametrize("shards", [1, 4])
+def test_sharded_batch_gradient_is_the_gradient_of_the_weighted_batch_loss(shards):
+    """Σ w·ℓ / Σ w over the whole batch, however it is cut: per-piece weight sums are not renormalised."""
+    from flowdisco.flow.fit import batch_gradient
+
+    torch.manual_seed(0)
+    model = FlowModel("mlp", {"shape": [2], "width": 8, "depth": 1}, (2,))
+    gen = torch.Generator().manual_seed(0)
+    batch = model.training_batch({"x": torch.randn(16, 2, generator=gen),
+                                  "weight": torch.rand(16, generator=gen) * torch.arange(16)}, gen)
+    params = list(model.net.parameters())
+    expected_loss = model.loss(batch)
+    expected = torch.autograd.grad(expected_loss, params)
+    loss = batch_gradient(model, model.net, params, batch, shards)
+    assert torch.allclose(loss, expected_loss, atol=1e-6)
+    for p, g in zip(params, expected, strict=True):
+        assert torch.allclose(p.grad, g, atol=1e-6)

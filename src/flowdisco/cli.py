@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from flowdisco import __version__
+from flowdisco import __version__, dist
 
 log = logging.getLogger("flowdisco")
 
@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=float, default=None, metavar="SIGMA_REL",
                    help="keep a power-function EMA with this σ_rel and save it as the model")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between resumable checkpoints")
+    p.add_argument("--grad-shards", type=int, default=None, metavar="K",
+                   help="cut each batch into K gradient pieces: the same weights on any process count dividing K")
     p.add_argument("--run-dir", default=None, help="run directory (default runs/pretrain-DOMAIN-sSEED)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     _common(p)
@@ -115,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", default=None,
                    help="run directory (default runs/expand-DOMAIN-METHOD-sSEED-TIME; needed with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir after a crash or kill")
+    _verifier_args(p)
     _common(p)
 
     p = sub.add_parser("sample", help="draw designs from a saved model",
@@ -125,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=100, help="solver steps (default 100)")
     p.add_argument("--solver", default="euler", choices=["euler", "heun", "euler-maruyama"])
     p.add_argument("--out", default=None, help="output directory (default MODEL/../samples-sSEED)")
+    _verifier_args(p)
     _common(p)
 
     p = sub.add_parser("evaluate", help="metrics table of a saved model",
@@ -137,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--solver", default="euler", choices=["euler", "heun", "euler-maruyama"])
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    _verifier_args(p)
     _common(p)
 
     sub.add_parser("domains", help="list the available domains", description="List the available domains.")
@@ -160,6 +165,25 @@ def _image_sampling_args(p: argparse.ArgumentParser, n_per_class: int) -> None:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--solver", default="heun", choices=["euler", "heun"])
     _common(p)
+
+
+def _verifier_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verify-workers", type=int, default=None, metavar="N",
+                   help="verify in N worker processes, one design per task (default: in this process)")
+    p.add_argument("--verify-timeout", type=float, default=None, metavar="SECONDS",
+                   help="time limit per design; a design past it (or crashing its worker) counts invalid")
+
+
+def _configure_verifier(dom, args: argparse.Namespace):
+    if args.verify_workers is not None:
+        if args.verify_workers < 0:
+            raise ValueError(f"--verify-workers must be ≥ 0, got {args.verify_workers}")
+        dom.verify_workers = args.verify_workers
+    if args.verify_timeout is not None:
+        if not args.verify_timeout > 0:
+            raise ValueError(f"--verify-timeout must be > 0 seconds, got {args.verify_timeout}")
+        dom.verify_timeout = args.verify_timeout
+    return dom
 
 
 def _dit_parsers(sub: argparse._SubParsersAction) -> None:
@@ -271,6 +295,12 @@ def _setup(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     threads = getattr(args, "threads", None) or _default_threads()
     torch.set_num_threads(threads)
+    if dist.launched_distributed():  # torchrun: one process per GPU (cuda → cuda:LOCAL_RANK), gloo on CPU
+        if getattr(args, "device", "cpu") == "cuda":
+            args.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+        dist.init(getattr(args, "device", "cpu"))
+        if not dist.is_main():
+            logging.getLogger("flowdisco").setLevel(logging.WARNING)
 
 
 def _domain_for(model, name: str | None):
@@ -338,10 +368,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
     run_dir = args.run_dir or f"runs/pretrain-{args.domain}-s{args.seed}"
     overrides = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr, "ema_sigma_rel": args.ema,
-                                   "checkpoint_every": args.checkpoint_every}.items() if v is not None}
+                                   "checkpoint_every": args.checkpoint_every,
+                                   "grad_shards": args.grad_shards}.items() if v is not None}
     t0 = time.perf_counter()
     model = pretrain(args.domain, steps=args.steps, seed=args.seed, run_dir=run_dir, resume=args.resume,
                      device=args.device, progress=not args.quiet, **overrides)
+    if not dist.is_main():
+        return 0
     n_params = sum(p.numel() for p in model.net.parameters())
     print(format_table({"pretrain": {"parameters": float(n_params), "seconds": time.perf_counter() - t0}}))
     print(f"model saved to {Path(run_dir) / 'model'}")
@@ -386,7 +419,7 @@ def cmd_expand(args: argparse.Namespace) -> int:
     from flowdisco.evaluate import format_table
     from flowdisco.expand import expand
 
-    dom = get_domain(args.domain)
+    dom = _configure_verifier(get_domain(args.domain), args)
     if args.resume and not args.run_dir:
         raise ValueError("--resume needs the --run-dir of the run to continue")
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -399,6 +432,8 @@ def cmd_expand(args: argparse.Namespace) -> int:
     run = expand(model, dom, method=args.method, rounds=args.rounds, samples_per_round=args.samples_per_round,
                  finetune_steps=args.finetune_steps, seed=args.seed, run_dir=run_dir, resume=args.resume,
                  progress=not args.quiet, **settings)
+    if not dist.is_main():  # torchrun: rank 0 reports
+        return 0
     evals = run.evaluations()
     if evals:
         first, last = evals[0], evals[-1]
@@ -424,11 +459,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from flowdisco.seeding import make_generator
 
     model = FlowModel.load(args.model, map_location=args.device)
-    dom = _domain_for(model, None)
+    dom = _configure_verifier(_domain_for(model, None), args)
     out = Path(args.out or resolve_model_dir(args.model).parent / f"samples-s{args.seed}")
     if (out / "designs.jsonl").exists():
         raise ValueError(f"{out} already holds samples; choose another --out")
     g = generate(model, dom, args.n, generator=make_generator(args.seed), steps=args.steps, solver=args.solver)
+    if not dist.is_main():  # torchrun: every rank drew its share, rank 0 writes them all
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     save_tensors(out / "samples.safetensors", {"x": g.x, **({"mask": g.mask} if g.mask is not None else {})})
     atomic_write_text(out / "designs.jsonl", "".join(
@@ -443,9 +480,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from flowdisco.io import atomic_write_json
 
     model = FlowModel.load(args.model, map_location=args.device)
-    dom = _domain_for(model, args.domain)
+    dom = _configure_verifier(_domain_for(model, args.domain), args)
     stats = evaluate(model, dom, n_samples=args.n_samples, n_valid=args.n_valid, seed=args.seed,
                      steps=args.steps, solver=args.solver)
+    if not dist.is_main():
+        return 0
     print(format_table({str(args.model): stats}, [k for k in [*TABLE_KEYS, "seconds"] if k in stats]))
     if args.json:
         atomic_write_json(args.json, {"model": str(args.model), "seed": args.seed, **stats})

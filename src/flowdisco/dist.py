@@ -70,3 +70,35 @@ def broadcast_object(obj: object, src: int = 0) -> object:
     box = [obj]
     tdist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def all_gather_dict(part: dict) -> dict:
+    """Merge every rank's ``part`` (disjoint keys) into one dict, the same on every rank.
+
+    Objects travel pickled between the ranks of this one job (never from files)."""
+    if not is_active():
+        return dict(part)
+    parts: list[dict | None] = [None] * world_size()
+    tdist.all_gather_object(parts, part)
+    merged: dict = {}
+    for p in parts:
+        merged.update(p or {})
+    return merged
+
+
+def all_gather_cat(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate every rank's ``x`` [k, ...] (the same shape on all ranks) in rank order: [W·k, ...]."""
+    if not is_active():
+        return x
+    parts = [torch.empty_like(x) for _ in range(world_size())]
+    tdist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s parameters and buffers into ``module`` on every rank."""
+    if not is_active():
+        return
+    with torch.no_grad():
+        for t in [*module.parameters(), *module.buffers()]:
+            tdist.broadcast(t.data, src=src)

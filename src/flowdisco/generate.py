@@ -12,8 +12,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from flowdisco import dist, faults
 from flowdisco.domains.base import Domain
 from flowdisco.flow.solvers import GuidanceFn, NoiseSchedule
+from flowdisco.seeding import derive_seed, make_generator
 
 
 @dataclass
@@ -45,16 +47,49 @@ class Generated:
         )
 
 
+DEFAULT_CHUNK = 64
+
+
 def generate(model: Any, domain: Domain, n: int, *, generator: torch.Generator,
              steps: int = 100, solver: str = "euler", noise: NoiseSchedule | None = None,
-             guidance: GuidanceFn | None = None, batch_size: int | None = None) -> Generated:
+             guidance: GuidanceFn | None = None, batch_size: int | None = None,
+             chunk_size: int | None = None) -> Generated:
     """Draw ``n`` designs from ``model`` and verify them with ``domain.check`` (never raises on
-    verifier or decoder errors: such designs count as invalid)."""
-    mask = domain.sample_masks(n, generator)
-    x = model.sample(n, steps=steps, solver=solver, generator=generator, noise=noise, guidance=guidance,
-                     mask=mask, batch_size=batch_size)
-    designs = domain.decode_safe(x)
-    return Generated(x=x, mask=mask, designs=designs, valid=domain.check(designs))
+    verifier or decoder errors: such designs count as invalid).
+
+    The n designs are drawn in chunks of ``chunk_size`` (default 64), chunk i from its own generator
+    seeded by (one draw of ``generator``, i). Under ``torchrun`` each rank samples, decodes and verifies
+    the chunks i ≡ rank (mod world size) and the chunks are gathered, so every rank returns the same
+    n designs — the same as one process does.
+    """
+    chunk = chunk_size or DEFAULT_CHUNK
+    if chunk < 1:
+        raise ValueError(f"chunk_size must be ≥ 1, got {chunk}")
+    base = int(torch.randint(0, 2**62, (1,), generator=generator))
+    starts = list(range(0, n, chunk))
+    mine: dict[int, tuple[Tensor, Tensor | None, np.ndarray]] = {}
+    decoded: dict[int, list[Any]] = {}
+    for i in range(dist.rank(), len(starts), dist.world_size()):
+        m = min(chunk, n - starts[i])
+        gen = make_generator(derive_seed(base, "chunk", i))
+        mask = domain.sample_masks(m, gen)
+        g = guidance.fork(make_generator(derive_seed(base, "guidance", i))) if hasattr(guidance, "fork") else guidance
+        x = model.sample(m, steps=steps, solver=solver, generator=gen, noise=noise, guidance=g, mask=mask,
+                         batch_size=batch_size).cpu()
+        faults.point("sample")
+        decoded[i] = domain.decode_safe(x)
+        mine[i] = (x, mask.cpu() if mask is not None else None, domain.check(decoded[i]))
+        faults.point("verify")
+    chunks = dist.all_gather_dict(mine)
+    if not chunks:
+        return Generated(x=torch.empty((0, *model.shape)), mask=None, designs=[], valid=np.zeros(0, dtype=bool))
+    order = sorted(chunks)
+    masks = [chunks[i][1] for i in order]
+    return Generated(x=torch.cat([chunks[i][0] for i in order]),
+                     mask=torch.cat(masks) if all(mk is not None for mk in masks) else None,
+                     designs=[d for i in order for d in (decoded[i] if i in decoded
+                                                          else domain.decode_safe(chunks[i][0]))],
+                     valid=np.concatenate([chunks[i][2] for i in order]))
 
 
 def collect_valid(model: Any, domain: Domain, n_valid: int, *, generator: torch.Generator,

@@ -19,6 +19,8 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from flowdisco import faults
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint or state file is missing, corrupt, or does not fit the model it is loaded into."""
@@ -40,7 +42,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.write(data[: len(data) // 2])
+            f.flush()
+            faults.point("write")  # tests: a kill with half the bytes in the temporary file
+            f.write(data[len(data) // 2:])
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _FILE_MODE)

@@ -9,10 +9,11 @@ from typing import Any
 
 import torch
 
+from flowdisco import dist
 from flowdisco.domains import Domain, get_domain
 from flowdisco.flow.fit import FitConfig, fit
 from flowdisco.flow.model import FlowModel, model_class
-from flowdisco.runs import RunDir
+from flowdisco.runs import open_run
 from flowdisco.seeding import seeded
 
 DEFAULT_CHECKPOINT_EVERY = 500
@@ -50,7 +51,7 @@ def pretrain(domain: str | Domain, *, steps: int | None = None, seed: int = 0,
     unknown = sorted(set(fit_kwargs) - allowed)
     if unknown:
         raise ValueError(f"unknown training option(s) {unknown}; available: {', '.join(sorted(allowed))}")
-    settings = {**dom.default_pretrain(), **fit_kwargs, "seed": seed, "progress": progress,
+    settings = {**dom.default_pretrain(), **fit_kwargs, "seed": seed, "progress": progress and dist.is_main(),
                 "desc": f"pretrain {dom.name}"}
     if steps is not None:
         settings["steps"] = steps
@@ -60,11 +61,12 @@ def pretrain(domain: str | Domain, *, steps: int | None = None, seed: int = 0,
     cfg.validate()
     model = build_model(dom, seed=seed, network=network, network_kwargs=network_kwargs).to(device)
     data = dom.training_set()
-    run = RunDir(run_dir, resume=resume) if run_dir is not None else None
-    if run is not None:
-        run.write_config({"kind": "pretrain", "domain": dom.name, "seed": seed,
-                          "network": model.network_name, "network_kwargs": model.network_kwargs,
-                          "fit": {k: v for k, v in asdict(cfg).items() if k != "progress"}}, device=device)
+    run = None
+    if run_dir is not None:  # under torchrun rank 0 writes, the other ranks read
+        run = open_run(run_dir, {"kind": "pretrain", "domain": dom.name, "seed": seed,
+                                 "network": model.network_name, "network_kwargs": model.network_kwargs,
+                                 "fit": {k: v for k, v in asdict(cfg).items() if k != "progress"}},
+                       resume=resume, device=device)
     def log_step(rec: dict) -> None:
         if on_log is not None:
             on_log(rec, model)
@@ -74,6 +76,7 @@ def pretrain(domain: str | Domain, *, steps: int | None = None, seed: int = 0,
     result = fit(model, data, cfg, state_dir=run.checkpoints if run else None, resume=resume, on_log=log_step)
     if result.ema is not None:  # the model to sample from is the EMA of the weights
         model.net.load_state_dict(result.ema.net.state_dict())
-    if run is not None:
+    if run is not None and run.writable:
         model.save(run.model_dir)
+    dist.barrier()
     return model

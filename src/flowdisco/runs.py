@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from flowdisco import __version__
-from flowdisco.io import append_jsonl, atomic_write_json, read_json, read_jsonl
+from flowdisco import __version__, dist
+from flowdisco.io import CheckpointError, append_jsonl, atomic_write_json, read_json, read_jsonl
 
 PROVENANCE_KEYS = ("provenance",)
 
@@ -39,9 +39,14 @@ def provenance(device: str | torch.device = "cpu") -> dict[str, Any]:
 
 
 class RunDir:
-    def __init__(self, path: str | os.PathLike, *, resume: bool = False) -> None:
+    """A run directory. ``writable=False`` (the other ranks of a torchrun job) reads but never writes."""
+
+    def __init__(self, path: str | os.PathLike, *, resume: bool = False, writable: bool = True) -> None:
         self.path = Path(path)
         self.resume = resume
+        self.writable = writable
+        if not writable:
+            return
         if self.config_path.is_file() and not resume:
             raise RunDirError(f"run directory {self.path} already holds a run; pass --resume to continue it "
                               "or choose another --run-dir")
@@ -71,6 +76,8 @@ class RunDir:
 
     def write_config(self, config: dict[str, Any], device: str | torch.device = "cpu") -> None:
         """Store the configuration; on resume, check it equals the stored one (provenance aside)."""
+        if not self.writable:
+            return
         if self.config_path.is_file():
             old = read_json(self.config_path, what="run config")
             old_cfg = {k: v for k, v in old.items() if k not in PROVENANCE_KEYS}
@@ -83,10 +90,37 @@ class RunDir:
         atomic_write_json(self.config_path, {**_jsonable(config), "provenance": provenance(device)})
 
     def log(self, record: dict[str, Any]) -> None:
+        if not self.writable:
+            return
         append_jsonl(self.metrics_path, {**record, "time": time.time()})
 
     def records(self) -> list[dict]:
         return read_jsonl(self.metrics_path)
+
+
+def open_run(path: str | os.PathLike, config: dict[str, Any], *, resume: bool = False,
+             device: str | torch.device = "cpu") -> RunDir:
+    """Open (or resume) a run directory and store ``config`` — under torchrun only rank 0 writes.
+
+    Rank 0 creates the directory and checks the configuration; an error there (the directory holds
+    another run, the configuration differs) is raised on every rank, so no rank waits forever. The
+    other ranks get a read-only view: for runs across machines the directory must be on a shared
+    filesystem (resume reads it on every rank)."""
+    dist.init(device)
+    run, error = None, None
+    if dist.is_main():
+        try:
+            run = RunDir(path, resume=resume)
+            run.write_config(config, device=device)
+        except (RunDirError, CheckpointError) as e:
+            error = e
+    message = dist.broadcast_object(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    if message is not None:
+        raise RunDirError(f"rank 0 could not open the run directory: {message}")
+    dist.barrier()
+    return run if run is not None else RunDir(path, resume=True, writable=False)
 
 
 _ABSENT = object()

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from flowdisco.verifier_pool import VerifierPool
+
 log = logging.getLogger("flowdisco")
 
 
@@ -40,6 +42,10 @@ class Domain(ABC):
         of the network module read by a forward hook (``None``: the raw design itself).
       verify_timeout: seconds allowed per design in :meth:`verify` (None: no limit); a design whose
         verification runs longer counts invalid.
+      verify_workers: verify in this many worker processes, one design per task (0: in this process);
+        see :mod:`flowdisco.verifier_pool`. A worker that hangs past ``verify_timeout`` or crashes is
+        replaced and costs only its design. Set it on an instance (``dom.verify_workers = 8``) or with
+        the CLI's ``--verify-workers``.
     """
 
     name: ClassVar[str] = "custom"
@@ -51,6 +57,7 @@ class Domain(ABC):
     representation_time: float = 1.0
     representation_layer: str | None = None
     verify_timeout: float | None = None
+    verify_workers: int = 0
 
     # ------------------------------------------------------------------ required
     @abstractmethod
@@ -240,6 +247,9 @@ class Domain(ABC):
         idx = [i for i, d in enumerate(designs) if d is not None]  # undecodable designs are invalid
         if not idx:
             return flags
+        if self.verify_workers > 0:
+            flags[idx] = self.verifier_pool().map([designs[i] for i in idx])[0]
+            return flags
         if len(idx) < len(designs):
             flags[idx] = self.check([designs[i] for i in idx])
             return flags
@@ -266,6 +276,15 @@ class Domain(ABC):
             log.warning("%s: %d designs in all raised in the verifier; counted invalid", self.name, failures)
         return flags
 
+
+    def verifier_pool(self) -> VerifierPool:
+        """The process pool of this domain's verifier (started on first use, kept for later calls)."""
+        pool = getattr(self, "_pool", None)
+        if pool is None or (pool.n_workers, pool.timeout) != (self.verify_workers, self.verify_timeout):
+            if pool is not None:
+                pool.close()
+            pool = self._pool = VerifierPool(self.verify, self.verify_workers, self.verify_timeout, name=self.name)
+        return pool
 
     def _verify_call(self, designs: list[Any]) -> list[Any]:
         """verify() under the time limit (``verify_timeout`` per design), run in a daemon thread.

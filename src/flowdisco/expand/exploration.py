@@ -37,6 +37,12 @@ class UncertaintyGuidance:
         self.generator = generator
         self.max_norm = max_norm
 
+    def fork(self, generator: torch.Generator) -> UncertaintyGuidance:
+        """The same guidance drawing its φ-noise from ``generator`` (one per chunk of designs, so a
+        chunk's samples do not depend on which process draws it or what was drawn before)."""
+        return UncertaintyGuidance(self.rep, self.surrogate, self.strength, self.weighting, self.mean_weight,
+                                   generator, self.max_norm)
+
     def reward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """r(x) [B] of designs x [B, *shape] (differentiable)."""
         f = self.rep(x, mask, self.generator)

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from flowdisco import dist
 from flowdisco.domains import Domain, get_domain
 from flowdisco.evaluate import evaluate
 from flowdisco.expand.buffer import DesignBuffer
@@ -50,7 +51,7 @@ from flowdisco.flow.solvers import NoiseSchedule
 from flowdisco.generate import Generated, generate
 from flowdisco.io import atomic_write_text, load_tensors, save_tensors
 from flowdisco.progress import progress_bar
-from flowdisco.runs import RunDir
+from flowdisco.runs import RunDir, open_run
 from flowdisco.seeding import derive_seed, make_generator
 
 log = logging.getLogger("flowdisco")
@@ -73,7 +74,9 @@ class ExpandConfig:
     finetune_lr: float = 1e-4
     finetune_weight_decay: float = 0.0
     grad_clip: float | None = 1.0
+    grad_shards: int | None = None  # UpdateFlow's gradient pieces (fixed: the same weights on 1 or N processes)
     sampler_steps: int = 100
+    sample_chunk: int | None = None  # designs per sampling chunk (None: 64); torchrun shares the chunks
     noise: str = "memoryless"  # noise schedule of the exploration sampler (all methods)
     noise_scale: float = 1.0
     guidance_strength: float = 10.0  # λ = 1/β
@@ -108,6 +111,8 @@ class ExpandConfig:
                      "sampler_steps", "eval_samples", "eval_valid"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.sample_chunk is not None and self.sample_chunk < 1:
+            raise ValueError(f"sample_chunk must be ≥ 1 or None, got {self.sample_chunk}")
         if self.finetune_steps < 0:
             raise ValueError(f"finetune_steps must be ≥ 0, got {self.finetune_steps}")
         if not 0 <= self.anchor_weight < 1:
@@ -125,7 +130,8 @@ class ExpandConfig:
         if self.surrogate not in SURROGATES:
             raise ValueError(f"unknown surrogate {self.surrogate!r}; available: {', '.join(SURROGATES)}")
         NoiseSchedule(self.noise, self.noise_scale)  # validates kind and scale
-        FitConfig(steps=self.finetune_steps, batch_size=self.finetune_batch, lr=self.finetune_lr).validate()
+        FitConfig(steps=self.finetune_steps, batch_size=self.finetune_batch, lr=self.finetune_lr,
+                  grad_shards=self.grad_shards).validate()
 
 
 def make_config(domain: Domain, **settings: Any) -> ExpandConfig:
@@ -173,14 +179,15 @@ def expand(model: FlowModel | str | os.PathLike, domain: str | Domain, method: s
     if tuple(base.shape) != tuple(dom.shape):
         raise ValueError(f"model designs have shape {base.shape} but domain {dom.name!r} uses {dom.shape}")
     work = base.clone()
-    run = RunDir(run_dir, resume=resume) if run_dir is not None else None
-    store = RoundStore(run.path / "state", keep_every=cfg.keep_every) if run else None
-    if run is not None:
-        run.write_config({"kind": "expand", "domain": dom.name, "config": asdict(cfg),
-                          "model": {"network": base.network_name, "network_kwargs": base.network_kwargs,
-                                    "source": str(model) if isinstance(model, (str, os.PathLike)) else None}},
-                         device=work.device)
-    return _Loop(work, dom, cfg, run, store, progress).run()
+    dist.init(work.device)
+    run = None
+    if run_dir is not None:
+        run = open_run(run_dir, {"kind": "expand", "domain": dom.name, "config": asdict(cfg),
+                                 "model": {"network": base.network_name, "network_kwargs": base.network_kwargs,
+                                           "source": str(model) if isinstance(model, (str, os.PathLike)) else None}},
+                       resume=resume, device=work.device)
+    store = RoundStore(run.path / "state", keep_every=cfg.keep_every, writable=run.writable) if run else None
+    return _Loop(work, dom, cfg, run, store, progress and dist.is_main()).run()
 
 
 class _Loop:
@@ -212,7 +219,7 @@ class _Loop:
             bar.set_postfix(valid=f"{last['round_validity']:.2f}", buffer=last["buffer_valid"])
             bar.update(1)
         bar.close()
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.run_dir.writable:
             self._plots()
         return ExpandRun(self.model, self.buffer, self.history, self.cfg,
                          self.run_dir.path if self.run_dir else None)
@@ -280,7 +287,7 @@ class _Loop:
             record["sample_verify_seconds"] = time.perf_counter() - ts
             if self.store is not None:
                 if self.surrogate_inputs is not None:
-                    save_tensors(self.store.pending_dir(r) / "surrogate_inputs.safetensors", self.surrogate_inputs)
+                    self.store.save_pending_tensors(r, "surrogate_inputs", self.surrogate_inputs)
                 self.store.save_pending_samples(r, g, {k: v for k, v in record.items() if k.endswith("seconds")})
         known = self._valid_keys()
         new_valid = {self.dom.key(d) for d, v in zip(g.designs, g.valid, strict=True) if v} - known
@@ -331,9 +338,10 @@ class _Loop:
 
     def _sample(self, n: int, gen: torch.Generator, guidance: UncertaintyGuidance | None) -> Generated:
         if self.discrete:  # the masked flow's own sampler (no SDE, no gradient guidance)
-            return generate(self.model, self.dom, n, generator=gen, steps=self.cfg.sampler_steps)
+            return generate(self.model, self.dom, n, generator=gen, steps=self.cfg.sampler_steps,
+                            chunk_size=self.cfg.sample_chunk)
         return generate(self.model, self.dom, n, generator=gen, steps=self.cfg.sampler_steps, solver="euler-maruyama",
-                        noise=self.schedule, guidance=guidance)
+                        noise=self.schedule, guidance=guidance, chunk_size=self.cfg.sample_chunk)
 
     def _tilting(self) -> bool:
         return self.discrete and self.cfg.method == "actflow"
@@ -390,6 +398,7 @@ class _Loop:
                        weight_decay=cfg.finetune_weight_decay, grad_clip=cfg.grad_clip,
                        negative_scale=cfg.negative_scale if negatives is not None else 0.0,
                        negative_clip=cfg.negative_clip, seed=self.seed("fit", r), progress=False,
+                       grad_shards=cfg.grad_shards,
                        checkpoint_every=max(50, cfg.finetune_steps // 4), log_every=max(1, cfg.finetune_steps // 5),
                        desc=f"round {r} update")
         state = self.store.pending_dir(r) / "fit" if self.store else None
@@ -405,8 +414,8 @@ class _Loop:
         if set_reference and len(valid.designs) >= 2:
             self.reference = self.dom.frechet_features(valid.designs)
             if self.store is not None:
-                save_tensors(self.store.dir / "reference.safetensors", {"features": self.reference})
-        if self.run_dir is not None:
+                self.store.save_tensors("reference", {"features": self.reference})
+        if self.run_dir is not None and self.run_dir.writable:
             self._frame(r, raw, artifacts)
         return stats
 
@@ -437,6 +446,9 @@ class _Loop:
         extra = {"surrogate_inputs": self.surrogate_inputs} if self.surrogate_inputs is not None else None
         self.store.commit(r, self.model.net, self.buffer, self.history, extra_tensors=extra, seed=self.cfg.seed)
         self.surrogate_inputs = None
+        dist.barrier()  # no rank starts the next round before the round is on disk
+        if not self.run_dir.writable:
+            return
         # metrics.jsonl mirrors the committed history (rewritten atomically: no duplicate rounds on resume)
         lines = []
         for h in self.history:

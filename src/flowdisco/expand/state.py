@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from flowdisco import faults
 from flowdisco.expand.buffer import DesignBuffer
 from flowdisco.flow.model import load_weights_strict
 from flowdisco.generate import Generated
@@ -36,9 +37,14 @@ from flowdisco.io import (
 
 
 class RoundStore:
-    def __init__(self, directory: str | Path, keep_every: int = 0) -> None:
+    """The state directory of one run. ``writable=False`` (the other ranks of a torchrun job): the
+    writing methods do nothing, the reading ones read what rank 0 wrote."""
+
+    def __init__(self, directory: str | Path, keep_every: int = 0, writable: bool = True) -> None:
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.writable = writable
+        if writable:
+            self.dir.mkdir(parents=True, exist_ok=True)
         self.keep_every = keep_every
 
     def round_dir(self, r: int) -> Path:
@@ -50,6 +56,8 @@ class RoundStore:
     # ------------------------------------------------------------------ commit / load
     def commit(self, r: int, net: nn.Module, buffer: DesignBuffer, history: list[dict[str, Any]],
                extra_tensors: dict[str, dict[str, torch.Tensor]] | None = None, seed: int | None = None) -> None:
+        if not self.writable:
+            return
         final = self.round_dir(r)
         tmp = self.dir / f".round-{r:05d}.tmp"
         if tmp.exists():
@@ -64,6 +72,7 @@ class RoundStore:
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
+        faults.point("commit")  # tests: the round's files in place, LATEST.json still names round r − 1
         # No RNG state to store: every draw of round r comes from derive_seed(seed, purpose, r).
         rng = {"seed": seed, "scheme": "derive_seed(seed, purpose, round)"}
         atomic_write_json(self.dir / "LATEST.json", {"round": r, "dir": final.name, "sha256": digests, "rng": rng})
@@ -110,7 +119,17 @@ class RoundStore:
                 shutil.rmtree(p, ignore_errors=True)
 
     # ------------------------------------------------------------------ pending work of a round
+    def save_pending_tensors(self, r: int, name: str, tensors: dict[str, torch.Tensor]) -> None:
+        if self.writable:
+            save_tensors(self.pending_dir(r) / f"{name}.safetensors", tensors)
+
+    def save_tensors(self, name: str, tensors: dict[str, torch.Tensor]) -> None:
+        if self.writable:
+            save_tensors(self.dir / f"{name}.safetensors", tensors)
+
     def save_pending_samples(self, r: int, g: Generated, extra: dict[str, Any]) -> None:
+        if not self.writable:
+            return
         d = self.pending_dir(r)
         d.mkdir(parents=True, exist_ok=True)
         t = {"x": g.x, "valid": torch.as_tensor(g.valid).to(torch.uint8)}

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from flowdisco.flow.path import weighted_mean
 from flowdisco.flow.solvers import GuidanceFn, NoiseSchedule, StepCallback
 
 PAD = -1  # token value at padding positions
@@ -59,13 +60,10 @@ class MaskedPath:
         return 1.0 if t + h >= 1.0 - 1e-9 else h / (1.0 - t)
 
 
-def denoising_cross_entropy(logits: Tensor, x1: Tensor, x_t: Tensor, mask_id: int, real: Tensor | None = None,
-                            weights: Tensor | None = None) -> Tensor:
-    """Mean over designs of the mean −log p_θ(x1^i | x_t) over masked real positions.
-
-    logits [B, L, V], x1/x_t [B, L] (long), real [B, L] bool (None: all real), weights [B]
-    (normalised by their sum over designs that have a masked position).
-    """
+def denoising_cross_entropy_terms(logits: Tensor, x1: Tensor, x_t: Tensor, mask_id: int,
+                                  real: Tensor | None = None, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Per-design mean −log p_θ(x1^i | x_t) over masked real positions [B], and weights [B] (0 for a
+    design with no masked position)."""
     ce = F.cross_entropy(logits.transpose(1, 2), x1.long().clamp(0, logits.shape[-1] - 1), reduction="none")
     m = x_t == mask_id
     if real is not None:
@@ -76,7 +74,17 @@ def denoising_cross_entropy(logits: Tensor, x1: Tensor, x_t: Tensor, mask_id: in
     w = (n > 0).to(ce.dtype)
     if weights is not None:
         w = w * weights.to(ce.dtype)
-    return (w * per).sum() / w.sum().clamp_min(1e-12)
+    return per, w
+
+
+def denoising_cross_entropy(logits: Tensor, x1: Tensor, x_t: Tensor, mask_id: int, real: Tensor | None = None,
+                            weights: Tensor | None = None) -> Tensor:
+    """Mean over designs of the mean −log p_θ(x1^i | x_t) over masked real positions.
+
+    logits [B, L, V], x1/x_t [B, L] (long), real [B, L] bool (None: all real), weights [B]
+    (normalised by their sum over designs that have a masked position).
+    """
+    return weighted_mean(*denoising_cross_entropy_terms(logits, x1, x_t, mask_id, real, weights))
 
 
 class DiscreteFlowModelMixin:
@@ -109,13 +117,17 @@ class DiscreteFlowModelMixin:
         out["x_t"] = self.masked_path.corrupt(x1, out["t"], u=u).to(x1.dtype)
         return out
 
-    def loss(self, batch: dict[str, Tensor], net: nn.Module | None = None) -> Tensor:
+    def loss_terms(self, batch: dict[str, Tensor], net: nn.Module | None = None) -> tuple[Tensor, Tensor]:
+        """Per-design denoising cross-entropy [B] and weights [B] (see :func:`denoising_cross_entropy`)."""
         f = net if net is not None else self.net
         mask = batch.get("mask")
         x_t = batch["x_t"].long()
         logits = f(x_t, batch["t"], mask=mask)
-        return denoising_cross_entropy(logits, batch["x"], x_t, self.masked_path.mask_id,
-                                       real=self._real(x_t, mask), weights=batch.get("weight"))
+        return denoising_cross_entropy_terms(logits, batch["x"], x_t, self.masked_path.mask_id,
+                                             real=self._real(x_t, mask), weights=batch.get("weight"))
+
+    def loss(self, batch: dict[str, Tensor], net: nn.Module | None = None) -> Tensor:
+        return weighted_mean(*self.loss_terms(batch, net))
 
     @torch.no_grad()
     def sample(self, n: int, steps: int = 100, solver: str = "euler", *,

@@ -4,7 +4,9 @@ Pre-training, ActFlow's UpdateFlow and the image experiments all call it. Per st
   1. draw a global batch of data indices and the model's training randomness (t, noise, ...)
      from one seeded generator, then take this process's share (so 1 or N processes see the
      same numbers);
-  2. loss → backward (DistributedDataParallel averages gradients under torchrun);
+  2. the gradient of the batch loss Σ w·ℓ / Σ w, computed as a sum over ``grad_shards`` equal pieces of
+     the batch: each process takes its pieces, the per-piece gradients are gathered and summed in piece
+     order, so the result depends on the number of pieces and never on the number of processes;
   3. optional negative gradient on a second data set (ActFlow's "invalid designs");
   4. gradient clipping, AdamW step with a stateless learning-rate schedule, optional EMA update;
   5. periodic checkpoint of everything needed to resume bit-exactly (weights, optimizer, EMA,
@@ -23,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from flowdisco import dist
+from flowdisco import dist, faults
 from flowdisco.io import CheckpointError, load_state, save_state, save_tensors
 from flowdisco.nn.ema import PowerEMA
 from flowdisco.progress import progress_bar
@@ -46,6 +48,9 @@ class FitConfig:
     ema_snapshot_every: int = 0  # steps between snapshots (needs state_dir)
     negative_scale: float = 0.0  # c: subtract the loss gradient on negatives, rescaled to c·‖g_pos‖
     negative_clip: float | None = 0.1  # clip of the combined gradient when negatives are used
+    # pieces the global batch is cut into for the gradient (None: one per process). With a fixed number
+    # the weights are bit-identical under any process count that divides it (1, 2, ... processes).
+    grad_shards: int | None = None
     checkpoint_every: int = 0  # steps between resumable checkpoints (0: only at the end)
     log_every: int = 50
     seed: int = 0
@@ -65,6 +70,8 @@ class FitConfig:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
         if self.negative_scale < 0:
             raise ValueError(f"negative_scale must be ≥ 0, got {self.negative_scale}")
+        if self.grad_shards is not None and (self.grad_shards < 1 or self.batch_size % self.grad_shards):
+            raise ValueError(f"grad_shards must be ≥ 1 and divide batch_size {self.batch_size}, got {self.grad_shards}")
 
     def lr_at(self, step: int) -> float:
         """Learning rate for 0-based ``step``: linear warm-up, then the schedule."""
@@ -93,7 +100,8 @@ class TrainableModel:  # documentation of the protocol fit() needs (FlowModel im
     net: nn.Module
 
     def training_batch(self, data: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]: ...
-    def loss(self, batch: dict[str, Tensor], net: nn.Module | None = None) -> Tensor: ...
+    def loss_terms(self, batch: dict[str, Tensor], net: nn.Module | None = None) -> tuple[Tensor, Tensor]:
+        """Per-design losses ℓ [B] and weights w [B]; the batch loss is Σ w·ℓ / Σ w."""
 
 
 def as_data(data: Tensor | dict[str, Tensor]) -> dict[str, Tensor]:
@@ -112,16 +120,44 @@ def as_data(data: Tensor | dict[str, Tensor]) -> dict[str, Tensor]:
 
 def _draw_batch(model: TrainableModel, data: dict[str, Tensor], batch_size: int,
                 generator: torch.Generator, device: torch.device) -> dict[str, Tensor]:
-    """One global batch (with replacement) plus the model's randomness, then this rank's share."""
+    """One global batch (with replacement) plus the model's randomness — the same on every rank."""
     n = data["x"].shape[0]
     idx = torch.randint(n, (batch_size,), generator=generator)
     batch = {k: v[idx].to(device) for k, v in data.items()}
-    batch = model.training_batch(batch, generator)
+    return model.training_batch(batch, generator)
+
+
+def batch_gradient(model: TrainableModel, net: nn.Module, params: list[nn.Parameter], batch: dict[str, Tensor],
+                   shards: int) -> Tensor:
+    """Set ``p.grad`` to ∇ of the batch loss Σ w·ℓ / Σ w and return that loss (a scalar).
+
+    The batch is cut into ``shards`` equal pieces; this process computes the gradient of Σ w·ℓ on its
+    contiguous run of pieces, one piece at a time; the per-piece gradients and weight sums of all
+    processes are gathered and added in piece order. Same pieces, same additions: the result is
+    bit-identical for any number of processes that divides ``shards``."""
     ws, r = dist.world_size(), dist.rank()
-    if ws > 1:
-        per = batch_size // ws
-        batch = {k: v[r * per:(r + 1) * per] for k, v in batch.items()}
-    return batch
+    per = batch["x"].shape[0] // shards
+    flats, sums = [], []
+    for s in range(r * shards // ws, (r + 1) * shards // ws):
+        piece = {k: v[s * per:(s + 1) * per] for k, v in batch.items()}
+        ell, w = model.loss_terms(piece, net)
+        numerator = (w * ell).sum()
+        for p in params:
+            p.grad = None
+        numerator.backward()
+        flats.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                                for p in params]))
+        sums.append(torch.stack([w.detach().sum(), numerator.detach()]).to(flats[-1].dtype))
+    grads, totals = dist.all_gather_cat(torch.stack(flats)), dist.all_gather_cat(torch.stack(sums))
+    grad, weight, numerator = grads[0], totals[0, 0], totals[0, 1]
+    for i in range(1, shards):  # a fixed order of additions
+        grad, weight, numerator = grad + grads[i], weight + totals[i, 0], numerator + totals[i, 1]
+    grad = grad / weight.clamp_min(1e-12)
+    offset = 0
+    for p in params:
+        p.grad = grad[offset:offset + p.numel()].view_as(p).clone()
+        offset += p.numel()
+    return numerator / weight.clamp_min(1e-12)
 
 
 def _grads(params: list[nn.Parameter]) -> list[Tensor]:
@@ -147,8 +183,10 @@ def fit(model: TrainableModel, data: Tensor | dict[str, Tensor], config: FitConf
     config.validate()
     dist.init(model.net.parameters().__next__().device)
     ws = dist.world_size()
-    if config.batch_size % ws:
-        raise ValueError(f"batch_size {config.batch_size} is not divisible by the {ws} processes")
+    shards = config.grad_shards or ws
+    if shards % ws or config.batch_size % shards:
+        raise ValueError(f"cannot share batches of {config.batch_size} in {shards} gradient pieces among {ws} "
+                         "processes: grad_shards must be a multiple of the process count and divide batch_size")
     if config.ema_snapshot_every and state_dir is None:
         raise ValueError("EMA snapshots (ema_snapshot_every) need a state_dir to be written to")
     data = as_data(data)
@@ -156,9 +194,7 @@ def fit(model: TrainableModel, data: Tensor | dict[str, Tensor], config: FitConf
     device = next(model.net.parameters()).device
     net = model.net
     net.train()
-    train_net: nn.Module = net
-    if dist.is_active():
-        train_net = nn.parallel.DistributedDataParallel(net)
+    dist.broadcast_module(net)  # every rank starts from rank 0's weights
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay)
     ema = PowerEMA(net, config.ema_sigma_rel) if config.ema_sigma_rel else None
@@ -179,14 +215,12 @@ def fit(model: TrainableModel, data: Tensor | dict[str, Tensor], config: FitConf
         for g in opt.param_groups:
             g["lr"] = config.lr_at(step)
         batch = _draw_batch(model, data, config.batch_size, gen, device)
-        opt.zero_grad(set_to_none=True)
-        loss = model.loss(batch, net=train_net)
+        loss = batch_gradient(model, net, params, batch, shards)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{config.desc}: loss became {loss.item()} at step {step}; "
                                      f"lower the learning rate (now {config.lr_at(step):.3g})")
-        loss.backward()
         if neg is not None:
-            _apply_negative_gradient(model, train_net, params, neg, config, gen, device)
+            _apply_negative_gradient(model, net, params, neg, config, gen, device, shards)
         elif config.grad_clip is not None:
             nn.utils.clip_grad_norm_(params, config.grad_clip)
         opt.step()
@@ -212,6 +246,7 @@ def fit(model: TrainableModel, data: Tensor | dict[str, Tensor], config: FitConf
         if state_path is not None and config.checkpoint_every and done % config.checkpoint_every == 0 \
                 and done < config.steps:
             _checkpoint(state_path, net, opt, ema, gen, result, done, config, (running, count), snap_emas)
+        faults.point("fit")
     bar.close()
     result.steps = config.steps
     result.seconds = time.perf_counter() - t_start
@@ -220,15 +255,13 @@ def fit(model: TrainableModel, data: Tensor | dict[str, Tensor], config: FitConf
     return result
 
 
-def _apply_negative_gradient(model: TrainableModel, train_net: nn.Module, params: list[nn.Parameter],
+def _apply_negative_gradient(model: TrainableModel, net: nn.Module, params: list[nn.Parameter],
                              neg: dict[str, Tensor], config: FitConfig, gen: torch.Generator,
-                             device: torch.device) -> None:
+                             device: torch.device, shards: int) -> None:
     """g ← g_pos − c·(‖g_pos‖/‖g_neg‖)·g_neg, then clip to ``negative_clip``."""
     g_pos = _grads(params)
-    for p in params:
-        p.grad = None
     nb = _draw_batch(model, neg, config.batch_size, gen, device)
-    model.loss(nb, net=train_net).backward()
+    batch_gradient(model, net, params, nb, shards)
     for p, g in zip(params, combine_negative_gradient(g_pos, _grads(params), config.negative_scale), strict=True):
         p.grad = g
     clip = config.negative_clip if config.negative_clip is not None else config.grad_clip

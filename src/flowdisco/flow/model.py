@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from flowdisco import __version__
 from flowdisco.flow.discrete import DiscreteFlowModelMixin, MaskedPath
-from flowdisco.flow.path import LinearGaussianPath, flow_matching_loss, get_path, masked_mse
+from flowdisco.flow.path import LinearGaussianPath, get_path, masked_mse_terms, weighted_mean
 from flowdisco.flow.solvers import (
     SOLVERS,
     GuidanceFn,
@@ -120,6 +120,10 @@ class FlowModel(nn.Module):
 
     def loss(self, batch: dict[str, Tensor], net: nn.Module | None = None) -> Tensor:
         """Flow-matching loss of a batch made by :meth:`training_batch` (``weight`` [B] optional)."""
+        return weighted_mean(*self.loss_terms(batch, net))
+
+    def loss_terms(self, batch: dict[str, Tensor], net: nn.Module | None = None) -> tuple[Tensor, Tensor]:
+        """Per-design flow-matching losses [B] and their weights [B]; the loss is Σ w·ℓ / Σ w."""
         f = net if net is not None else self.net
         mask = batch.get("mask")
         sample = self.path.interpolate(batch["x0"], batch["x"], batch["t"])
@@ -127,9 +131,9 @@ class FlowModel(nn.Module):
         if getattr(self.net, "loss_target", "velocity") == "endpoint":
             # endpoint-parameterised networks: the MSE of the endpoint they imply, ‖x̂1 − x1‖²
             # (= the velocity loss weighted by (1 − t)², without its blow-up near t = 1)
-            return masked_mse(self.path.endpoint(sample.x_t, sample.t, v), batch["x"], mask=mask,
-                              weights=batch.get("weight"))
-        return flow_matching_loss(v, sample, mask=mask, weights=batch.get("weight"))
+            return masked_mse_terms(self.path.endpoint(sample.x_t, sample.t, v), batch["x"], mask=mask,
+                                    weights=batch.get("weight"))
+        return masked_mse_terms(v, sample.u_t, mask=mask, weights=batch.get("weight"))
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()

@@ -72,6 +72,25 @@ class LinearGaussianPath:
         return -(x_t - expand_time(t, x_t) * v) / (1 - expand_time(t, x_t))
 
 
+def weighted_mean(per_design: Tensor, weight: Tensor) -> Tensor:
+    """Σ w·ℓ / Σ w of per-design losses ℓ [B] and weights w [B] (the reduction of every flowdisco loss)."""
+    return (weight * per_design).sum() / weight.sum().clamp_min(1e-12)
+
+
+def masked_mse_terms(pred: Tensor, target: Tensor, mask: Tensor | None = None,
+                     weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Per-design squared errors [B] (averaged over each design's real entries) and weights [B]."""
+    err = (pred - target) ** 2
+    dims = tuple(range(1, err.dim()))
+    if mask is not None:
+        m = mask.to(err.dtype).expand_as(err)
+        per_sample = (err * m).sum(dims) / m.sum(dims).clamp_min(1.0)
+    else:
+        per_sample = err.mean(dims) if dims else err
+    w = torch.ones_like(per_sample) if weights is None else weights.to(per_sample.dtype)
+    return per_sample, w
+
+
 def masked_mse(pred: Tensor, target: Tensor, mask: Tensor | None = None,
                weights: Tensor | None = None) -> Tensor:
     """Mean squared error over the real (unmasked) entries.
@@ -81,17 +100,7 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor | None = None,
     Per sample the error is averaged over its real entries, then samples are averaged
     (weighted), so designs of different sizes count equally.
     """
-    err = (pred - target) ** 2
-    dims = tuple(range(1, err.dim()))
-    if mask is not None:
-        m = mask.to(err.dtype).expand_as(err)
-        per_sample = (err * m).sum(dims) / m.sum(dims).clamp_min(1.0)
-    else:
-        per_sample = err.mean(dims) if dims else err
-    if weights is None:
-        return per_sample.mean()
-    w = weights.to(per_sample.dtype)
-    return (w * per_sample).sum() / w.sum().clamp_min(1e-12)
+    return weighted_mean(*masked_mse_terms(pred, target, mask, weights))
 
 
 def flow_matching_loss(v_pred: Tensor, sample: PathSample, mask: Tensor | None = None,

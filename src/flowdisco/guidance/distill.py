@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from flowdisco.flow.fit import FitConfig, FitResult, fit
 from flowdisco.flow.model import FlowModel
+from flowdisco.flow.path import masked_mse_terms, weighted_mean
 from flowdisco.guidance.adapters import GuidanceStudent
 from flowdisco.guidance.cfg import cfg_velocity
 from flowdisco.guidance.trajectories import TrajectoryStore
@@ -86,10 +87,14 @@ class GuidanceDistillation:
             target = cfg_velocity(self.teacher.net, x_t, t, cond, self.teacher.num_classes, omega)
         return {"x": x_t, "t": t, "cond": cond, "omega": omega, "target": target}
 
-    def loss(self, batch: dict[str, Tensor], net: nn.Module | None = None) -> Tensor:
+    def loss_terms(self, batch: dict[str, Tensor], net: nn.Module | None = None) -> tuple[Tensor, Tensor]:
+        """Per-row squared error to the CFG target [B] (mean over the image), unit weights [B]."""
         f = net if net is not None else self.net
         v = f(batch["x"], batch["t"], cond=batch["cond"], omega=batch["omega"])
-        return (v - batch["target"]).pow(2).mean()
+        return masked_mse_terms(v, batch["target"])
+
+    def loss(self, batch: dict[str, Tensor], net: nn.Module | None = None) -> Tensor:
+        return weighted_mean(*self.loss_terms(batch, net))
 
 
 def full_finetune_student(base: FlowModel, path: str = "cond", **adapter_kwargs: Any) -> GuidanceStudent:

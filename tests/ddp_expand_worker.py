@@ -1,0 +1,25 @@
+"""Launched by test_distributed.py under torchrun: a tiny ActFlow run on the toy, shared sampling.
+
+argv: model_dir run_dir out.safetensors world_size"""
+
+import sys
+
+import torch
+
+import flowdisco as fd
+from flowdisco import dist
+from flowdisco.io import save_tensors
+from test_expand import SHARDED
+
+torch.set_num_threads(1)
+model_dir, run_dir, out, world = sys.argv[1:5]
+run = fd.expand(model_dir, "toy2d", rounds=2, seed=5, run_dir=run_dir, progress=False,
+                **SHARDED)
+assert dist.world_size() == int(world)
+if dist.is_main():
+    save_tensors(out, {**{f"net.{k}": v for k, v in run.model.net.state_dict().items()},
+                       "buffer.x": run.buffer.x, "buffer.valid": run.buffer.valid.to(torch.uint8),
+                       "eval.coverage": torch.tensor(run.history[-1]["eval"]["coverage"]),
+                       "eval.validity": torch.tensor(run.history[-1]["eval"]["validity"])})
+dist.barrier()
+dist.shutdown()
