@@ -142,3 +142,20 @@ def test_posthoc_ema_reconstructs_an_unseen_sigma_rel():
     truth = float(emas[0.08].net.weight)
     spread = float(walk[-600:].std())
     assert abs(rebuilt - truth) < 0.05 * spread, (rebuilt, truth, spread)
+
+
+def test_forced_normalisation_happens_once_per_step_inside_fit_pieces():
+    """Within normalisation_once the weights are normalised once, then left alone by every forward."""
+    from flowdisco.nn.mp import MPLinear, normalisation_once
+
+    torch.manual_seed(0)
+    layer = MPLinear(4, 3).train()
+    with torch.no_grad():
+        layer.weight.mul_(7.0)
+    with normalisation_once(layer):
+        once = layer.weight.detach().clone()
+        assert torch.allclose(once.norm(dim=1), torch.full((3,), 2.0), atol=1e-3)  # ‖row‖ = √fan_in
+        for _ in range(3):
+            layer(torch.randn(2, 4))
+            assert torch.equal(layer.weight, once)
+    layer(torch.randn(2, 4))  # outside: forced normalisation in every training forward, as before

@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=float, default=None, metavar="SIGMA_REL",
                    help="keep a power-function EMA with this σ_rel and save it as the model")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between resumable checkpoints")
+    _data_arg(p)
     p.add_argument("--grad-shards", type=int, default=None, metavar="K",
                    help="cut each batch into K gradient pieces: the same weights on any process count dividing K")
     p.add_argument("--run-dir", default=None, help="run directory (default runs/pretrain-DOMAIN-sSEED)")
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", default=None,
                    help="run directory (default runs/expand-DOMAIN-METHOD-sSEED-TIME; needed with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir after a crash or kill")
+    _data_arg(p)
     _verifier_args(p)
     _common(p)
 
@@ -165,6 +167,23 @@ def _image_sampling_args(p: argparse.ArgumentParser, n_per_class: int) -> None:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--solver", default="heun", choices=["euler", "heun"])
     _common(p)
+
+
+def _data_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=None, metavar="FILE",
+                   help="your own training designs instead of the domain's data set (molecule and sequence "
+                        "domains): CSV/TSV with a 'smiles' or 'sequence' column, FASTA, or one design per line")
+
+
+def _domain_with_data(name: str, data: str | None):
+    """The domain, reading (and checking) a user's data file first when one is given."""
+    from flowdisco.domains import get_domain
+
+    if data is None:
+        return get_domain(name)
+    dom = get_domain(name, data_file=data)
+    dom.splits()  # every line checked now: a bad file stops here, before anything is written
+    return dom
 
 
 def _verifier_args(p: argparse.ArgumentParser) -> None:
@@ -366,12 +385,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from flowdisco.evaluate import format_table
     from flowdisco.pretrain import pretrain
 
-    run_dir = args.run_dir or f"runs/pretrain-{args.domain}-s{args.seed}"
+    tag = f"-{Path(args.data).stem}" if args.data else ""
+    run_dir = args.run_dir or f"runs/pretrain-{args.domain}{tag}-s{args.seed}"
     overrides = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr, "ema_sigma_rel": args.ema,
                                    "checkpoint_every": args.checkpoint_every,
                                    "grad_shards": args.grad_shards}.items() if v is not None}
     t0 = time.perf_counter()
-    model = pretrain(args.domain, steps=args.steps, seed=args.seed, run_dir=run_dir, resume=args.resume,
+    dom = _domain_with_data(args.domain, args.data)
+    model = pretrain(dom, steps=args.steps, seed=args.seed, run_dir=run_dir, resume=args.resume,
                      device=args.device, progress=not args.quiet, **overrides)
     if not dist.is_main():
         return 0
@@ -402,10 +423,12 @@ def _pretrained_for(dom, args: argparse.Namespace, run_dir: Path):
 
     if args.model:
         return FlowModel.load(args.model, map_location=args.device)
-    shipped = dom.pretrained_model_path()
+    own_data = getattr(dom, "data_file", None)
+    shipped = None if own_data else dom.pretrained_model_path()  # shipped models learnt the built-in data
     if shipped is not None:
         return FlowModel.load(shipped, map_location=args.device)
-    target = run_dir.parent / f"pretrain-{dom.name}-s{args.seed}"  # where `flowdisco pretrain` writes by default
+    tag = f"-{Path(own_data).stem}" if own_data else ""
+    target = run_dir.parent / f"pretrain-{dom.name}{tag}-s{args.seed}"  # `flowdisco pretrain`'s default
     if (target / "model" / "flowdisco_model.json").is_file():
         print(f"using the pre-trained model in {target}", flush=True)
         return FlowModel.load(target, map_location=args.device)
@@ -415,11 +438,10 @@ def _pretrained_for(dom, args: argparse.Namespace, run_dir: Path):
 
 
 def cmd_expand(args: argparse.Namespace) -> int:
-    from flowdisco.domains import get_domain
     from flowdisco.evaluate import format_table
     from flowdisco.expand import expand
 
-    dom = _configure_verifier(get_domain(args.domain), args)
+    dom = _configure_verifier(_domain_with_data(args.domain, args.data), args)
     if args.resume and not args.run_dir:
         raise ValueError("--resume needs the --run-dir of the run to continue")
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -176,12 +176,20 @@ def join_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def save_state(directory: str | os.PathLike, name: str, state: Any) -> None:
-    """Store nested ``state`` as ``name.safetensors`` + ``name.json`` (the JSON last, with the
-    checksum of the tensors: a state whose JSON exists is complete)."""
+    """Store nested ``state`` as ``name-<sha256 prefix>.safetensors`` + ``name.json`` (the JSON last,
+    naming the tensors file and its checksum). A new state never overwrites the tensors the current
+    JSON names, so a kill between the two writes leaves the previous state whole; older tensor files
+    are removed once the JSON names the new one."""
     directory = Path(directory)
     skeleton, tensors = split_state(state)
-    digest = save_tensors(directory / f"{name}.safetensors", tensors)
-    atomic_write_json(directory / f"{name}.json", {"skeleton": skeleton, "sha256": digest})
+    data = st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+    digest = sha256_bytes(data)
+    file = f"{name}-{digest[:16]}.safetensors"
+    atomic_write_bytes(directory / file, data)
+    atomic_write_json(directory / f"{name}.json", {"skeleton": skeleton, "sha256": digest, "tensors": file})
+    for old in directory.glob(f"{name}*.safetensors"):
+        if old.name != file and (old.name == f"{name}.safetensors" or old.name[len(name) + 1:-12].isalnum()):
+            old.unlink(missing_ok=True)
 
 
 def load_state(directory: str | os.PathLike, name: str) -> Any:
@@ -189,7 +197,10 @@ def load_state(directory: str | os.PathLike, name: str) -> Any:
     meta = read_json(directory / f"{name}.json", what="state file")
     if not isinstance(meta, dict) or "skeleton" not in meta:
         raise CheckpointError(f"state file is corrupt (missing fields): {directory / f'{name}.json'}")
-    tensors = load_tensors(directory / f"{name}.safetensors", expected_sha256=meta.get("sha256"))
+    file = meta.get("tensors", f"{name}.safetensors")  # states written before 0.1.1 used a fixed name
+    if not isinstance(file, str) or "/" in file or "\\" in file:
+        raise CheckpointError(f"state file is corrupt (bad tensors file name): {directory / f'{name}.json'}")
+    tensors = load_tensors(directory / file, expected_sha256=meta.get("sha256"))
     try:
         return join_state(meta["skeleton"], tensors)
     except (KeyError, TypeError, ValueError, IndexError) as e:
@@ -201,8 +212,14 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     which :func:`read_jsonl` skips."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, default=_json_default) + "\n"
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":  # a line cut by a crash: end it, so this record stays readable
+                line = "\n" + line
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, default=_json_default) + "\n")
+        f.write(line)
         f.flush()
         os.fsync(f.fileno())
 

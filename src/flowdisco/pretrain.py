@@ -19,6 +19,16 @@ from flowdisco.seeding import seeded
 DEFAULT_CHECKPOINT_EVERY = 500
 
 
+def data_file_record(dom: Domain) -> dict:
+    """{"data_file": {path, sha256}} for a domain trained on a user's file (stored in run configs), else {}."""
+    path = getattr(dom, "data_file", None)
+    if not path:
+        return {}
+    from flowdisco.io import sha256_file
+
+    return {"data_file": {"path": str(path), "sha256": sha256_file(path)}}
+
+
 def build_model(domain: Domain, seed: int = 0, network: str | None = None,
                 network_kwargs: dict | None = None) -> FlowModel:
     """A freshly initialised FlowModel for ``domain`` (deterministic under ``seed``)."""
@@ -63,14 +73,18 @@ def pretrain(domain: str | Domain, *, steps: int | None = None, seed: int = 0,
     data = dom.training_set()
     run = None
     if run_dir is not None:  # under torchrun rank 0 writes, the other ranks read
-        run = open_run(run_dir, {"kind": "pretrain", "domain": dom.name, "seed": seed,
+        run = open_run(run_dir, {"kind": "pretrain", "domain": dom.name, "seed": seed, **data_file_record(dom),
                                  "network": model.network_name, "network_kwargs": model.network_kwargs,
                                  "fit": {k: v for k, v in asdict(cfg).items() if k != "progress"}},
                        resume=resume, device=device)
+    # a resumed run replays the steps after its last checkpoint bit-exactly: their lines are already logged
+    logged = max((r.get("step", 0) for r in run.records() if r.get("phase") == "pretrain"), default=0) \
+        if run is not None and resume else 0
+
     def log_step(rec: dict) -> None:
         if on_log is not None:
             on_log(rec, model)
-        if run is not None:
+        if run is not None and rec["step"] > logged:
             run.log({"phase": "pretrain", **rec})
 
     result = fit(model, data, cfg, state_dir=run.checkpoints if run else None, resume=resume, on_log=log_step)

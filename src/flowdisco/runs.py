@@ -123,6 +123,45 @@ def open_run(path: str | os.PathLike, config: dict[str, Any], *, resume: bool = 
     return run if run is not None else RunDir(path, resume=True, writable=False)
 
 
+def compare_runs(a: str | os.PathLike, b: str | os.PathLike) -> list[str]:
+    """What differs between two finished run directories of the same settings (empty: the same run).
+
+    Compares the final weights bit for bit, and for expansion runs the committed round, the buffer and
+    the per-round history; wall-clock fields (``*seconds``, ``time``, provenance) are ignored. Used to
+    check that a killed-and-resumed run reached exactly the uninterrupted result."""
+    from flowdisco.io import load_tensors
+
+    a, b = Path(a), Path(b)
+    diffs: list[str] = []
+
+    def tensors(rel: str) -> None:
+        ta, tb = load_tensors(a / rel), load_tensors(b / rel)
+        if set(ta) != set(tb):
+            diffs.append(f"{rel}: different tensor names")
+        diffs.extend(f"{rel}:{k} differs" for k in sorted(set(ta) & set(tb))
+                     if ta[k].shape != tb[k].shape or not torch.equal(ta[k], tb[k]))
+
+    def untimed(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {k: untimed(v) for k, v in obj.items() if not (k.endswith("seconds") or k == "time")}
+        return [untimed(v) for v in obj] if isinstance(obj, list) else obj
+
+    if (a / "state" / "LATEST.json").is_file() or (b / "state" / "LATEST.json").is_file():
+        la, lb = (read_json(p / "state" / "LATEST.json", what="run state") for p in (a, b))
+        if la["round"] != lb["round"]:
+            return [f"last committed round {la['round']} vs {lb['round']}"]
+        for name in ("model.safetensors", "buffer.safetensors"):
+            tensors(f"state/{la['dir']}/{name}")
+        ha, hb = (read_json(p / "state" / la["dir"] / "history.json", what="run history") for p in (a, b))
+        if untimed(ha) != untimed(hb):
+            diffs.append("history.json differs")
+    else:
+        tensors("model/model.safetensors")
+    if untimed(read_jsonl(a / "metrics.jsonl")) != untimed(read_jsonl(b / "metrics.jsonl")):
+        diffs.append("metrics.jsonl differs")
+    return diffs
+
+
 _ABSENT = object()
 
 

@@ -77,7 +77,13 @@ def get_domain(name: str | Domain, **kwargs: object) -> Domain:
         factory = _DOMAINS[name]
     except KeyError:
         raise UnknownNameError(f"unknown domain {name!r}; available: {', '.join(list_domains())}") from None
-    return factory(**kwargs)
+    try:
+        return factory(**kwargs)
+    except TypeError as e:
+        if kwargs and "unexpected keyword" in str(e):
+            raise UnknownNameError(f"domain {name!r} does not take option(s) {', '.join(sorted(kwargs))} "
+                                   "(a data file works with the molecule and sequence domains)") from None
+        raise
 
 
 __all__ = ["Domain", "Toy2D", "UnknownNameError", "get_domain", "list_domains", "register_domain"]

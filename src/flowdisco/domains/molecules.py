@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from flowdisco.datafiles import read_smiles_file
 from flowdisco.domains.base import Domain
 from flowdisco.domains.molgraph import GraphSpec, _rdkit
 from flowdisco.io import CheckpointError, load_tensors, save_tensors
@@ -72,9 +73,10 @@ class MoleculeDomain(Domain):
     extra_coverage_thresholds = (0.7, 0.9)  # finer, and stricter (a new cluster needs distance ≥ 0.9)
     representation_layer = "node_head"
 
-    def __init__(self, seed: int = 0, max_train: int | None = None) -> None:
+    def __init__(self, seed: int = 0, max_train: int | None = None, data_file: str | None = None) -> None:
         self.seed = seed
         self.max_train = max_train
+        self.data_file = data_file  # the user's own training SMILES (see flowdisco.datafiles)
         self.shape = self.spec.shape
         self._train_x: Tensor | None = None
         self._train_sizes: Tensor | None = None
@@ -88,7 +90,7 @@ class MoleculeDomain(Domain):
 
     def splits(self) -> dict[str, list[str]]:
         if self._splits is None:
-            smiles = self.all_smiles()
+            smiles = read_smiles_file(self.data_file) if self.data_file else self.all_smiles()
             perm = torch.randperm(len(smiles), generator=torch.Generator().manual_seed(self.seed)).tolist()
             n_tr = int(SPLIT_FRACTIONS[0] * len(smiles))
             n_va = int(SPLIT_FRACTIONS[1] * len(smiles))

@@ -79,14 +79,16 @@ class Moses(MoleculeDomain):
     spec = MOSES_SPEC
     representation_time = 0.8
 
-    def __init__(self, seed: int = 0, max_train: int | None = 100_000) -> None:
-        super().__init__(seed=seed, max_train=max_train)
+    def __init__(self, seed: int = 0, max_train: int | None = 100_000, data_file: str | None = None) -> None:
+        super().__init__(seed=seed, max_train=max_train, data_file=data_file)
 
     def all_smiles(self) -> list[str]:
         return load_moses_smiles("train")
 
     def splits(self) -> dict[str, list[str]]:
         """MOSES's own split: a seeded shuffle of its train file (90 % train, 10 % valid) and its test."""
+        if self.data_file:  # the user's own molecules: the generic seeded 80/10/10 split
+            return super().splits()
         if self._splits is None:
             import torch
 

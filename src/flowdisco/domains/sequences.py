@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from flowdisco.datafiles import read_sequence_file
 from flowdisco.domains.base import Domain, package_dir, shipped_model_path
 from flowdisco.flow.discrete import PAD
 from flowdisco.metrics.identity import AMINO_ACIDS, identity_leaders, kmer_spectrum, max_identity
@@ -72,8 +73,9 @@ class SequenceDomain(Domain):
     default_dim: ClassVar[int] = 96  # 0.53 M parameters: ≈ 0.12 s per step of 64 peptides on one core
     default_depth: ClassVar[int] = 3
 
-    def __init__(self, seed: int = 0, discrete: bool = False) -> None:
+    def __init__(self, seed: int = 0, discrete: bool = False, data_file: str | None = None) -> None:
         self.seed = seed
+        self.data_file = data_file  # the user's own training sequences (see flowdisco.datafiles)
         self.discrete = bool(discrete)
         if self.discrete:
             self.name = f"{type(self).name}-discrete"  # the registry name of the discrete variant
@@ -98,7 +100,8 @@ class SequenceDomain(Domain):
     def splits(self) -> dict[str, list[str]]:
         """Fixed train/valid/test split (80/10/10, seeded permutation of the distinct sequences)."""
         if self._splits is None:
-            seqs = sorted(set(self.all_sequences()))
+            seqs = sorted(set(read_sequence_file(self.data_file, self.alphabet, self.min_len, self.max_len)
+                              if self.data_file else self.all_sequences()))
             if not seqs:
                 raise ValueError(f"{self.name}: the data set holds no usable sequence")
             perm = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(self.seed)).tolist()
@@ -261,8 +264,9 @@ class Peptides(SequenceDomain):
     verify_rules: ClassVar[dict] = {"min_length": 8, "max_length": 50, "min_charge": 2.0,
                                     "hydrophobic_ratio": (0.3, 0.6)}
 
-    def __init__(self, seed: int = 0, discrete: bool = False, classifier_dir: str | None = None) -> None:
-        super().__init__(seed=seed, discrete=discrete)
+    def __init__(self, seed: int = 0, discrete: bool = False, classifier_dir: str | None = None,
+                 data_file: str | None = None) -> None:
+        super().__init__(seed=seed, discrete=discrete, data_file=data_file)
         self.classifier_dir = classifier_dir
         self._classifier = None
 
@@ -348,8 +352,8 @@ class Proteins(SequenceDomain):
     strict_identity_threshold = 0.9  # V genes share 50–90 % identity: 0.35 merges a whole subgroup
     DATA_FILE = "databases/gene_db/aa_genes_deduplicated/v_genes/all_species.fasta"
 
-    def __init__(self, seed: int = 0, discrete: bool = False) -> None:
-        super().__init__(seed=seed, discrete=discrete)
+    def __init__(self, seed: int = 0, discrete: bool = False, data_file: str | None = None) -> None:
+        super().__init__(seed=seed, discrete=discrete, data_file=data_file)
         self._hmm = None
 
     def all_sequences(self) -> list[str]:

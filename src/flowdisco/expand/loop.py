@@ -50,6 +50,7 @@ from flowdisco.flow.model import FlowModel
 from flowdisco.flow.solvers import NoiseSchedule
 from flowdisco.generate import Generated, generate
 from flowdisco.io import atomic_write_text, load_tensors, save_tensors
+from flowdisco.pretrain import data_file_record
 from flowdisco.progress import progress_bar
 from flowdisco.runs import RunDir, open_run
 from flowdisco.seeding import derive_seed, make_generator
@@ -178,11 +179,13 @@ def expand(model: FlowModel | str | os.PathLike, domain: str | Domain, method: s
     base = FlowModel.load(model) if isinstance(model, (str, os.PathLike)) else model
     if tuple(base.shape) != tuple(dom.shape):
         raise ValueError(f"model designs have shape {base.shape} but domain {dom.name!r} uses {dom.shape}")
+    if getattr(dom, "data_file", None):
+        dom.splits()  # a bad data file fails here, before the run directory is written
     work = base.clone()
     dist.init(work.device)
     run = None
     if run_dir is not None:
-        run = open_run(run_dir, {"kind": "expand", "domain": dom.name, "config": asdict(cfg),
+        run = open_run(run_dir, {"kind": "expand", "domain": dom.name, **data_file_record(dom), "config": asdict(cfg),
                                  "model": {"network": base.network_name, "network_kwargs": base.network_kwargs,
                                            "source": str(model) if isinstance(model, (str, os.PathLike)) else None}},
                        resume=resume, device=work.device)

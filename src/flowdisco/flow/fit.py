@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from flowdisco import dist, faults
 from flowdisco.io import CheckpointError, load_state, save_state, save_tensors
 from flowdisco.nn.ema import PowerEMA
+from flowdisco.nn.mp import normalisation_once
 from flowdisco.progress import progress_bar
 
 
@@ -138,16 +139,17 @@ def batch_gradient(model: TrainableModel, net: nn.Module, params: list[nn.Parame
     ws, r = dist.world_size(), dist.rank()
     per = batch["x"].shape[0] // shards
     flats, sums = [], []
-    for s in range(r * shards // ws, (r + 1) * shards // ws):
-        piece = {k: v[s * per:(s + 1) * per] for k, v in batch.items()}
-        ell, w = model.loss_terms(piece, net)
-        numerator = (w * ell).sum()
-        for p in params:
-            p.grad = None
-        numerator.backward()
-        flats.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                                for p in params]))
-        sums.append(torch.stack([w.detach().sum(), numerator.detach()]).to(flats[-1].dtype))
+    with normalisation_once(net):  # MP layers: the same weights for every piece (see nn.mp)
+        for s in range(r * shards // ws, (r + 1) * shards // ws):
+            piece = {k: v[s * per:(s + 1) * per] for k, v in batch.items()}
+            ell, w = model.loss_terms(piece, net)
+            numerator = (w * ell).sum()
+            for p in params:
+                p.grad = None
+            numerator.backward()
+            flats.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                                    for p in params]))
+            sums.append(torch.stack([w.detach().sum(), numerator.detach()]).to(flats[-1].dtype))
     grads, totals = dist.all_gather_cat(torch.stack(flats)), dist.all_gather_cat(torch.stack(sums))
     grad, weight, numerator = grads[0], totals[0, 0], totals[0, 1]
     for i in range(1, shards):  # a fixed order of additions

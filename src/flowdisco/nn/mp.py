@@ -17,7 +17,10 @@ without normalisation layers, so Adam's relative updates do not shrink as weight
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -45,6 +48,31 @@ def mp_sum(a: Tensor, b: Tensor, t: float = 0.5) -> Tensor:
     return a.lerp(b, t) / math.sqrt((1 - t) ** 2 + t**2)
 
 
+
+_HOLD = threading.local()
+
+
+def _held() -> bool:
+    return getattr(_HOLD, "depth", 0) > 0
+
+
+@contextlib.contextmanager
+def normalisation_once(net: nn.Module) -> Iterator[None]:
+    """Normalise every forced-normalised weight of ``net`` now, and not again inside the block.
+
+    fit() computes one step's gradient as several forward passes (batch pieces); normalising in each
+    pass would give the later pieces twice-normalised weights (not bit-identical to once), so the
+    weights, and the result, would depend on how many pieces one process computes."""
+    for m in net.modules():
+        if hasattr(m, "normalize_weight_") and m.training:
+            m.normalize_weight_()
+    _HOLD.depth = getattr(_HOLD, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _HOLD.depth -= 1
+
+
 class MPLinear(nn.Module):
     """Magnitude-preserving linear map ``in_features → chunks·out_features`` (no bias).
 
@@ -58,6 +86,10 @@ class MPLinear(nn.Module):
         self.weight = nn.Parameter(torch.randn(chunks * out_features, in_features))
         self.gain = nn.Parameter(torch.full((chunks,), float(gain))) if gain is not None else None
 
+    @torch.no_grad()
+    def normalize_weight_(self) -> None:
+        self.weight.copy_(normalize(self.weight, dim=1))
+
     def effective_weight(self) -> Tensor:
         """Ŵ = g·normalize(W)/√fan_in: rows of norm |g|."""
         w = normalize(self.weight, dim=1) / math.sqrt(self.in_features)
@@ -66,9 +98,8 @@ class MPLinear(nn.Module):
         return w
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.training:
-            with torch.no_grad():  # forced weight normalisation of the stored parameter
-                self.weight.copy_(normalize(self.weight, dim=1))
+        if self.training and not _held():
+            self.normalize_weight_()  # forced weight normalisation of the stored parameter
         return F.linear(x, self.effective_weight().to(x.dtype))
 
     def extra_repr(self) -> str:
@@ -113,10 +144,13 @@ class MPClassEmbedding(nn.Module):
         self.num_classes = num_classes
         self.weight = nn.Parameter(torch.randn(num_classes + 1, dim))
 
+    @torch.no_grad()
+    def normalize_weight_(self) -> None:
+        self.weight.copy_(normalize(self.weight, dim=1))
+
     def forward(self, y: Tensor) -> Tensor:
-        if self.training:
-            with torch.no_grad():
-                self.weight.copy_(normalize(self.weight, dim=1))
+        if self.training and not _held():
+            self.normalize_weight_()
         return F.embedding(y, normalize(self.weight, dim=1))
 
 
