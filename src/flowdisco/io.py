@@ -97,9 +97,14 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def tensor_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    """The safetensors encoding of ``tensors`` (detached, contiguous, on CPU)."""
+    return st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+
+
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> str:
     """Atomically write a safetensors file; returns its sha256."""
-    data = st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+    data = tensor_bytes(tensors)
     atomic_write_bytes(path, data)
     return sha256_bytes(data)
 
@@ -182,7 +187,7 @@ def save_state(directory: str | os.PathLike, name: str, state: Any) -> None:
     are removed once the JSON names the new one."""
     directory = Path(directory)
     skeleton, tensors = split_state(state)
-    data = st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+    data = tensor_bytes(tensors)
     digest = sha256_bytes(data)
     file = f"{name}-{digest[:16]}.safetensors"
     atomic_write_bytes(directory / file, data)
