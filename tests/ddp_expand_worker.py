@@ -1,7 +1,8 @@
 """Launched by test_distributed.py under torchrun: a tiny ActFlow run on the toy, shared sampling.
 
-argv: model_dir run_dir out.safetensors world_size"""
+argv: model_dir run_dir out.safetensors world_size [device]"""
 
+import os
 import sys
 
 import torch
@@ -13,12 +14,17 @@ from test_expand import SHARDED
 
 torch.set_num_threads(1)
 model_dir, run_dir, out, world = sys.argv[1:5]
-run = fd.expand(model_dir, "toy2d", rounds=2, seed=5, run_dir=run_dir, progress=False,
+device = sys.argv[5] if len(sys.argv) > 5 else "cpu"
+model = model_dir
+if device == "cuda":  # the ranks share the GPU(s)
+    gpu = int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count()
+    model = fd.FlowModel.load(model_dir, map_location=f"cuda:{gpu}")
+run = fd.expand(model, "toy2d", rounds=2, seed=5, run_dir=run_dir, progress=False,
                 **SHARDED)
 assert dist.world_size() == int(world)
 if dist.is_main():
-    save_tensors(out, {**{f"net.{k}": v for k, v in run.model.net.state_dict().items()},
-                       "buffer.x": run.buffer.x, "buffer.valid": run.buffer.valid.to(torch.uint8),
+    save_tensors(out, {**{f"net.{k}": v.cpu() for k, v in run.model.net.state_dict().items()},
+                       "buffer.x": run.buffer.x.cpu(), "buffer.valid": run.buffer.valid.cpu().to(torch.uint8),
                        "eval.coverage": torch.tensor(run.history[-1]["eval"]["coverage"]),
                        "eval.validity": torch.tensor(run.history[-1]["eval"]["validity"])})
 dist.barrier()

@@ -50,3 +50,14 @@ def test_noise_respects_mask():
     mask = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
     x0 = path.sample_noise((2, 2), generator=torch.Generator().manual_seed(0), mask=mask)
     assert x0[0, 1] == 0
+
+
+def test_seeded_draws_are_made_on_the_generator_and_keep_the_cpu_stream():
+    """seeding.rand/randn draw on the generator's device and move the result: the CPU stream is that of
+    torch.rand/randn (so GPU runs see the CPU's numbers; test_cuda.py checks the GPU side)."""
+    from flowdisco.seeding import rand, randn
+
+    a, b = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    assert torch.equal(rand((3, 2), a), torch.rand((3, 2), generator=b))
+    assert torch.equal(randn(5, a, "cpu"), torch.randn(5, generator=b))
+    assert rand(4, None, "meta").device.type == "meta"

@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     _data_arg(p)
     p.add_argument("--grad-shards", type=int, default=None, metavar="K",
                    help="cut each batch into K gradient pieces: the same weights on any process count dividing K")
+    p.add_argument("--net", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="network settings over the domain's default (e.g. dim=192 edge_dim=32)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="other training settings (e.g. schedule=cosine warmup_steps=500)")
     p.add_argument("--run-dir", default=None, help="run directory (default runs/pretrain-DOMAIN-sSEED)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     _common(p)
@@ -112,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples-per-round", type=int, default=None)
     p.add_argument("--finetune-steps", type=int, default=None)
     p.add_argument("--eval-every", type=int, default=None, help="evaluate every k rounds (0: never)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any expand option, e.g. --set guidance_strength=13 --set "
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="any expand options, e.g. --set guidance_strength=13 "
                         "'surrogate_options={\"lengthscale\": 0.05}' (values are JSON)")
     p.add_argument("--run-dir", default=None,
                    help="run directory (default runs/expand-DOMAIN-METHOD-sSEED-TIME; needed with --resume)")
@@ -316,7 +320,8 @@ def _setup(args: argparse.Namespace) -> None:
     torch.set_num_threads(threads)
     if dist.launched_distributed():  # torchrun: one process per GPU (cuda → cuda:LOCAL_RANK), gloo on CPU
         if getattr(args, "device", "cpu") == "cuda":
-            args.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+            # ranks beyond the GPU count share GPUs (possible with FLOWDISCO_DIST_BACKEND=gloo only)
+            args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % max(torch.cuda.device_count(), 1)}"
         dist.init(getattr(args, "device", "cpu"))
         if not dist.is_main():
             logging.getLogger("flowdisco").setLevel(logging.WARNING)
@@ -391,9 +396,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                                    "checkpoint_every": args.checkpoint_every,
                                    "grad_shards": args.grad_shards}.items() if v is not None}
     t0 = time.perf_counter()
+    overrides = {**parse_settings(args.set), **overrides}
     dom = _domain_with_data(args.domain, args.data)
     model = pretrain(dom, steps=args.steps, seed=args.seed, run_dir=run_dir, resume=args.resume,
-                     device=args.device, progress=not args.quiet, **overrides)
+                     network_kwargs=parse_settings(args.net) or None, device=args.device, progress=not args.quiet,
+                     **overrides)
     if not dist.is_main():
         return 0
     n_params = sum(p.numel() for p in model.net.parameters())
@@ -408,7 +415,7 @@ def parse_settings(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
         try:
             out[key.strip().replace("-", "_")] = json.loads(value)
         except json.JSONDecodeError:

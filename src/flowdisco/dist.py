@@ -2,7 +2,8 @@
 
 Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) everything runs in one process and every
 helper is a no-op. Under ``torchrun`` the process group is initialised on first use: gloo on CPU,
-NCCL when the model lives on a GPU.
+NCCL when the model lives on a GPU (``FLOWDISCO_DIST_BACKEND=gloo`` forces gloo, e.g. for several
+ranks sharing one GPU, which NCCL refuses).
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ def init(device: torch.device | str = "cpu") -> None:
     """Initialise the default process group if launched by torchrun and not done yet."""
     if not launched_distributed() or tdist.is_initialized():
         return
-    backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+    on_gpu = torch.device(device).type == "cuda"
+    backend = os.environ.get("FLOWDISCO_DIST_BACKEND") or ("nccl" if on_gpu else "gloo")
+    if backend not in ("nccl", "gloo"):
+        raise ValueError(f"FLOWDISCO_DIST_BACKEND must be 'nccl' or 'gloo', got {backend!r}")
+    if on_gpu:  # before the group exists: NCCL binds each rank to its current GPU
+        torch.cuda.set_device(torch.device(device).index or int(os.environ.get("LOCAL_RANK", "0")))
     tdist.init_process_group(backend=backend)
     atexit.register(shutdown)  # a group left alive at exit can abort the interpreter ("terminate called")
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def shutdown() -> None:
@@ -56,12 +60,20 @@ def barrier() -> None:
         tdist.barrier()
 
 
+def _comm_device(x: torch.Tensor) -> torch.device:
+    """Where a collective must see its tensor: NCCL works only on the current GPU, gloo anywhere."""
+    if tdist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return x.device
+
+
 def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
+    """The mean of ``x`` over ranks, on ``x``'s own device."""
     if not is_active():
         return x
-    y = x.detach().clone()
+    y = x.detach().clone().to(_comm_device(x))
     tdist.all_reduce(y, op=tdist.ReduceOp.SUM)
-    return y / world_size()
+    return (y / world_size()).to(x.device)
 
 
 def broadcast_object(obj: object, src: int = 0) -> object:
@@ -90,9 +102,10 @@ def all_gather_cat(x: torch.Tensor) -> torch.Tensor:
     """Concatenate every rank's ``x`` [k, ...] (the same shape on all ranks) in rank order: [W·k, ...]."""
     if not is_active():
         return x
-    parts = [torch.empty_like(x) for _ in range(world_size())]
-    tdist.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
+    y = x.contiguous().to(_comm_device(x))
+    parts = [torch.empty_like(y) for _ in range(world_size())]
+    tdist.all_gather(parts, y)
+    return torch.cat(parts).to(x.device)
 
 
 def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:

@@ -88,6 +88,12 @@ def pretrain(domain: str | Domain, *, steps: int | None = None, seed: int = 0,
             run.log({"phase": "pretrain", **rec})
 
     result = fit(model, data, cfg, state_dir=run.checkpoints if run else None, resume=resume, on_log=log_step)
+    if result.steps < cfg.steps:  # time_limit reached: say how far it got (rerun with --steps N to reproduce)
+        if run is not None:
+            run.log({"phase": "pretrain", "stopped_by_time_limit": True, "steps_done": result.steps,
+                     "seconds": result.seconds})
+        if dist.is_main():
+            print(f"time limit of {cfg.time_limit:g} s reached: stopped after {result.steps} of {cfg.steps} steps")
     if result.ema is not None:  # the model to sample from is the EMA of the weights
         model.net.load_state_dict(result.ema.net.state_dict())
     if run is not None and run.writable:

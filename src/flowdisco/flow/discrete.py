@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from flowdisco.flow.path import weighted_mean
 from flowdisco.flow.solvers import GuidanceFn, NoiseSchedule, StepCallback
+from flowdisco.seeding import rand
 
 PAD = -1  # token value at padding positions
 
@@ -112,8 +113,8 @@ class DiscreteFlowModelMixin:
         """Times t [B] and the masked tokens x_t [B, L] (as float) of one training step."""
         x1 = data["x"]
         out = dict(data)
-        out["t"] = torch.rand(x1.shape[0], generator=generator, device=x1.device)
-        u = torch.rand(x1.shape, generator=generator, device=x1.device)
+        out["t"] = rand(x1.shape[0], generator, x1.device)
+        u = rand(tuple(x1.shape), generator, x1.device)
         out["x_t"] = self.masked_path.corrupt(x1, out["t"], u=u).to(x1.dtype)
         return out
 

@@ -53,6 +53,9 @@ class FitConfig:
     # the weights are bit-identical under any process count that divides it (1, 2, ... processes).
     grad_shards: int | None = None
     checkpoint_every: int = 0  # steps between resumable checkpoints (0: only at the end)
+    # stop at the first log step after this many seconds (None: run all steps); the weights, EMA and
+    # a checkpoint are kept as at that step, and FitResult.steps says how far it got
+    time_limit: float | None = None
     log_every: int = 50
     seed: int = 0
     progress: bool = True
@@ -71,6 +74,8 @@ class FitConfig:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
         if self.negative_scale < 0:
             raise ValueError(f"negative_scale must be ≥ 0, got {self.negative_scale}")
+        if self.time_limit is not None and not self.time_limit > 0:
+            raise ValueError(f"time_limit must be a positive number of seconds or None, got {self.time_limit}")
         if self.grad_shards is not None and (self.grad_shards < 1 or self.batch_size % self.grad_shards):
             raise ValueError(f"grad_shards must be ≥ 1 and divide batch_size {self.batch_size}, got {self.grad_shards}")
 
@@ -205,7 +210,7 @@ def fit(model: TrainableModel, data: Tensor | dict[str, Tensor], config: FitConf
     result = FitResult(ema=ema)
     start = 0
 
-    running, count = 0.0, 0  # loss sum over the current log interval
+    running, count = 0.0, 0  # loss sum over the current log interval (kept on the device: no sync per step)
     state_path = Path(state_dir) if state_dir is not None else None
     if resume and state_path is not None and (state_path / "fit_state.json").is_file():
         start, running, count = _restore(state_path, net, opt, ema, gen, result, config, snap_emas)
@@ -213,14 +218,13 @@ def fit(model: TrainableModel, data: Tensor | dict[str, Tensor], config: FitConf
 
     t_start = time.perf_counter()
     bar = progress_bar(config.steps, config.desc, enabled=config.progress, initial=start)
+    total = torch.tensor(running, dtype=torch.float64, device=device)
+    done = start
     for step in range(start, config.steps):
         for g in opt.param_groups:
             g["lr"] = config.lr_at(step)
         batch = _draw_batch(model, data, config.batch_size, gen, device)
         loss = batch_gradient(model, net, params, batch, shards)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{config.desc}: loss became {loss.item()} at step {step}; "
-                                     f"lower the learning rate (now {config.lr_at(step):.3g})")
         if neg is not None:
             _apply_negative_gradient(model, net, params, neg, config, gen, device, shards)
         elif config.grad_clip is not None:
@@ -230,30 +234,40 @@ def fit(model: TrainableModel, data: Tensor | dict[str, Tensor], config: FitConf
             ema.update(net)
         for e in snap_emas:
             e.update(net)
-        running += float(loss.detach())
+        total = total + loss.detach().double()
         count += 1
         done = step + 1
+        out_of_time = False
         if done % config.log_every == 0 or done == config.steps:
+            running = float(total)  # the one host-device sync of a log interval
+            if not math.isfinite(running):
+                raise FloatingPointError(f"{config.desc}: the loss became {running} within steps "
+                                         f"{done - count + 1}–{done}; lower the learning rate "
+                                         f"(now {config.lr_at(step):.3g})")
             mean = float(dist.all_reduce_mean(torch.tensor(running / count)))
             result.losses.append(mean)
             bar.set_postfix(loss=f"{mean:.4f}")
             if on_log is not None and dist.is_main():
                 on_log({"step": done, "loss": mean, "lr": config.lr_at(step)})
-            running, count = 0.0, 0
+            total, running, count = torch.zeros_like(total), 0.0, 0
+            if config.time_limit is not None:  # rank 0's clock decides for every rank
+                out_of_time = bool(dist.broadcast_object(time.perf_counter() - t_start > config.time_limit))
         bar.update(1)
         if snap_emas and state_path is not None and done % config.ema_snapshot_every == 0 and dist.is_main():
             for e in snap_emas:
                 save_tensors(state_path / "ema_snapshots" / f"{done:08d}-{e.sigma_rel:g}.safetensors",
                              e.net.state_dict())
         if state_path is not None and config.checkpoint_every and done % config.checkpoint_every == 0 \
-                and done < config.steps:
-            _checkpoint(state_path, net, opt, ema, gen, result, done, config, (running, count), snap_emas)
+                and done < config.steps and not out_of_time:
+            _checkpoint(state_path, net, opt, ema, gen, result, done, config, (float(total), count), snap_emas)
         faults.point("fit")
+        if out_of_time:
+            break
     bar.close()
-    result.steps = config.steps
+    result.steps = done
     result.seconds = time.perf_counter() - t_start
-    if state_path is not None and config.steps > start:
-        _checkpoint(state_path, net, opt, ema, gen, result, config.steps, config, (running, count), snap_emas)
+    if state_path is not None and done > start:
+        _checkpoint(state_path, net, opt, ema, gen, result, done, config, (float(total), count), snap_emas)
     return result
 
 

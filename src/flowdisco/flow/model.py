@@ -32,6 +32,7 @@ from flowdisco.flow.solvers import (
 )
 from flowdisco.io import CheckpointError, atomic_write_json, load_tensors, read_json, save_tensors
 from flowdisco.nn.registry import build_network
+from flowdisco.seeding import rand
 
 CONFIG_NAME = "flowdisco_model.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -110,11 +111,11 @@ class FlowModel(nn.Module):
         """
         x1 = data["x"]
         out = dict(data)
-        out["t"] = torch.rand(x1.shape[0], generator=generator, device=x1.device)
+        out["t"] = rand(x1.shape[0], generator, x1.device)
         out["x0"] = self.path.sample_noise(tuple(x1.shape), generator=generator, device=x1.device,
                                            mask=data.get("mask"))
         if "cond" in data and self.label_dropout > 0:
-            drop = torch.rand(x1.shape[0], generator=generator, device=x1.device) < self.label_dropout
+            drop = rand(x1.shape[0], generator, x1.device) < self.label_dropout
             out["cond"] = torch.where(drop, torch.full_like(data["cond"], self.num_classes), data["cond"])
         return out
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from flowdisco.seeding import rand, randn
+
 
 def expand_time(t: Tensor, x: Tensor) -> Tensor:
     """Reshape per-sample times ``t`` [B] to broadcast against ``x`` [B, *shape]."""
@@ -40,7 +42,7 @@ class LinearGaussianPath:
 
     def sample_noise(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
                      device: torch.device | str = "cpu", mask: Tensor | None = None) -> Tensor:
-        x0 = torch.randn(shape, generator=generator, device=device)
+        x0 = randn(shape, generator, device)
         return x0 * mask if mask is not None else x0
 
     def interpolate(self, x0: Tensor, x1: Tensor, t: Tensor) -> PathSample:
@@ -52,7 +54,7 @@ class LinearGaussianPath:
                mask: Tensor | None = None) -> PathSample:
         """Draw noise and (unless given) uniform times for a batch of data ``x1`` [B, *shape]."""
         if t is None:
-            t = torch.rand(x1.shape[0], generator=generator, device=x1.device)
+            t = rand(x1.shape[0], generator, x1.device)
         x0 = self.sample_noise(tuple(x1.shape), generator=generator, device=x1.device, mask=mask)
         return self.interpolate(x0, x1, t)
 

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from flowdisco.flow.path import expand_time
+from flowdisco.seeding import randn
 
 VelocityFn = Callable[[Tensor, Tensor], Tensor]
 SOLVERS = ("euler", "heun", "euler-maruyama")
@@ -175,7 +176,7 @@ def solve_sde(velocity: VelocityFn, x0: Tensor, steps: int, schedule: NoiseSched
         if k < steps - 1 or noise_on_last_step:
             g = schedule.g2(tb).sqrt()
             if bool((g > 0).any()):
-                noise = torch.randn(x.shape, generator=generator, device=x.device)
+                noise = randn(tuple(x.shape), generator, x.device)
                 x = x + expand_time(g, x) * math.sqrt(float(h)) * noise
         x = _apply_mask(x, mask)
     return x

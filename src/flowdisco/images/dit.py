@@ -65,7 +65,7 @@ def heldout_loss(model: FlowModel, x: Tensor, y: Tensor, times: tuple[float, ...
     out = {}
     for t in times:
         batch = {"x": x, "x0": noise, "t": torch.full((x.shape[0],), t), "cond": y}
-        out[f"heldout_loss_t{t}"] = float(model.loss(batch))
+        out[f"heldout_loss_t{t}"] = float(model.loss({k: v.to(model.device) for k, v in batch.items()}))
     return out
 
 
@@ -111,9 +111,10 @@ def block_mechanism(net: torch.nn.Module, probe_x: Tensor, probe_t: Tensor, prob
              for b in net.blocks]
     was = net.training
     net.eval()
+    dev = next(net.parameters()).device
     try:
         with torch.no_grad():
-            net(probe_x, probe_t, cond=probe_y)
+            net(probe_x.to(dev), probe_t.to(dev), cond=probe_y.to(dev))
     finally:
         for h in hooks:
             h.remove()

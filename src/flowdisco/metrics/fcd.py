@@ -5,10 +5,10 @@ fcd_torch's ``n_jobs`` > 1 uses a multiprocessing pool; flowdisco keeps it at 1 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from functools import cache
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -26,9 +26,8 @@ def chemnet_stats(smiles: Sequence[str]) -> dict:
     """Mean and covariance of ChemNet activations of ≥ 2 molecules (for repeated comparisons)."""
     if len(smiles) < 2:
         raise ValueError(f"FCD needs at least 2 molecules, got {len(smiles)}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fcd_torch calls np.row_stack
-        return _fcd_model().precalc(list(smiles))
+    acts = chemnet_features(smiles).numpy()
+    return {"mu": acts.mean(0), "sigma": np.cov(acts.T)}
 
 
 def fcd(generated: Sequence[str], reference: Sequence[str] | None = None, reference_stats: dict | None = None) -> float:
@@ -40,9 +39,20 @@ def fcd(generated: Sequence[str], reference: Sequence[str] | None = None, refere
     return frechet_from_stats(pref["mu"], pref["sigma"], pgen["mu"], pgen["sigma"])
 
 
-def chemnet_features(smiles: Sequence[str]) -> Tensor:
+def chemnet_features(smiles: Sequence[str], batch_size: int = 512) -> Tensor:
     """ChemNet penultimate activations [n, 512] (float64): the Fréchet distance of two sets of
-    these is the FCD."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fcd_torch calls np.row_stack
-        return torch.from_numpy(_fcd_model().get_predictions(list(smiles))).double()
+    these is the FCD.
+
+    Batched here rather than by ``FCD.get_predictions``, which calls ``np.row_stack`` (removed in
+    NumPy 2.5); the SMILES encoding and the network are fcd_torch's own.
+    """
+    from fcd_torch.utils import SmilesDataset
+
+    model = _fcd_model()
+    data = SmilesDataset(list(smiles), canonize=model.canonize)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(data), batch_size):
+            batch = torch.stack([torch.as_tensor(data[j]) for j in range(i, min(i + batch_size, len(data)))])
+            out.append(model.model(batch.transpose(1, 2).float()).double())
+    return torch.cat(out) if out else torch.zeros(0, 512, dtype=torch.float64)
