@@ -1,6 +1,7 @@
 # All set-up lives here so that the README's two commands work on a fresh machine:
 #   make run    — create .venv, install flowdisco, run the main job on its embedded default
-#   make test   — create .venv, install flowdisco with its dev extras, run the whole test suite
+#   make test   — create .venv, install flowdisco with its dev extras (and Debian's chromium for the
+#                 report browser test, where it can), run the whole test suite
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -28,6 +29,7 @@ run: $(STAMP)
 
 # pytest exits 5 when it collected no tests: treat that as a failure, never a pass.
 test: $(STAMP)
+	bash tools/install_chromium.sh
 	$(BIN)/python -m pytest -q tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected: failing" >&2; exit 1; fi; exit $$rc
 

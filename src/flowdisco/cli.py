@@ -5,6 +5,7 @@
     flowdisco expand DOMAIN              ActFlow / Rec-F / Rec-NF expansion of a pre-trained model
     flowdisco sample MODEL               draw designs from a saved model
     flowdisco evaluate MODEL             metrics table of a saved model
+    flowdisco report RUN_DIR [RUN_DIR…]  one self-contained HTML report of runs (compare methods, seeds)
     flowdisco dit train|sample|evaluate  the MP-DiT image experiment on digits
     flowdisco dit classifier             (re)train the digits evaluation classifier
     flowdisco agd collect|train|sample|evaluate   adapter guidance distillation (CFG in one NFE per step)
@@ -136,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output directory (default MODEL/../samples-sSEED)")
     _verifier_args(p)
     _common(p)
+
+    p = sub.add_parser("report", help="a self-contained HTML report of one or several runs",
+                       description="Write one HTML file (inline pictures and styles, no network) about run "
+                                   "directories: settings and provenance, metric curves with spreads over "
+                                   "seeds, the final comparison table, discoveries, pictures.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories (expand, pretrain, dit, agd)")
+    p.add_argument("-o", "--out", default=None,
+                   help="HTML file (default RUN_DIR/report.html for one run, ./flowdisco-report.html for several)")
+    p.add_argument("--title", default=None)
 
     p = sub.add_parser("evaluate", help="metrics table of a saved model",
                        description="Sample a saved model and print validity, coverage, Vendi, uniqueness, "
@@ -367,6 +377,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"({rows['actflow']['chambers_reached']:.0f} of 3 chambers reached); Rec-F: "
           f"{rows['rec-f']['generable_coverage'] / max(rows['pre-trained']['generable_coverage'], 1e-9):.1f}×.")
     print(f"wall-clock {time.perf_counter() - t0:.1f} s · run directory {run_dir} · plot {plot}")
+    from flowdisco.report import write_report
+
+    report = write_report([run_dir / m for m in runs], run_dir / "report.html", title="flowdisco demo: toy2d")
+    print(f"report: {report}")
     return 0
 
 
@@ -478,6 +492,23 @@ def cmd_expand(args: argparse.Namespace) -> int:
     grid = run_dir / "plots" / "new_designs.png"
     if grid.is_file():
         print(f"newly discovered designs (not in the data set): {grid}")
+    from flowdisco.report import write_report
+
+    try:
+        print(f"report: {write_report([run_dir])}")
+    except Exception as e:  # the run is done and saved; a report that fails must not hide that
+        print(f"the report could not be written ({type(e).__name__}: {e}); the run itself is complete",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from flowdisco.report import write_report
+
+    t0 = time.perf_counter()
+    path = write_report(args.runs, args.out, title=args.title)
+    print(f"report of {len(args.runs)} run(s) → {path} ({path.stat().st_size / 1e6:.2f} MB, "
+          f"{time.perf_counter() - t0:.1f} s)")
     return 0
 
 
@@ -706,7 +737,7 @@ def cmd_agd(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"agd": cmd_agd, "demo": cmd_demo, "dit": cmd_dit, "pretrain": cmd_pretrain, "expand": cmd_expand,
-            "sample": cmd_sample, "evaluate": cmd_evaluate, "domains": cmd_domains,
+            "sample": cmd_sample, "evaluate": cmd_evaluate, "domains": cmd_domains, "report": cmd_report,
             "train-verifier": cmd_train_verifier}
 
 

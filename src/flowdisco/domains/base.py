@@ -113,6 +113,14 @@ class Domain(ABC):
         """Pairwise distances [n, m] between descriptor sets a [n, d] and b [m, d]."""
         return torch.cdist(a.double(), b.double())
 
+    #: what :meth:`similarity` measures, in words (reports and logs)
+    similarity_name = "RBF similarity of descriptors"
+
+    def property_table(self, designs: Sequence[Any]) -> dict[str, np.ndarray] | None:
+        """Named per-design properties whose distributions reports compare before/after expansion
+        ({name: [n]}), or None when the domain has none."""
+        return None
+
     def similarity(self, a: Tensor, b: Tensor) -> Tensor:
         """Pairwise similarity in [0, 1] (RBF on descriptor distance by default) [n, m]."""
         d = self.distance(a, b)

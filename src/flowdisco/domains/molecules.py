@@ -209,14 +209,17 @@ class MoleculeDomain(Domain):
 
     def default_network(self) -> tuple[str, dict]:
         # endpoint output: per one-hot group a softmax, trained on the implied x̂1 (FlowMol-style);
-        # at 2000 steps it doubled QM9 validity over direct velocity output (20.8 % vs 12.2 %)
+        # at 2000 steps it doubled QM9 validity over direct velocity output (20.8 % vs 12.2 %).
+        # edge pathway (pair features updated in every block): QM9 validity 0.53 against 0.28 without
         return "graph-mp", {"max_atoms": self.spec.max_atoms, "atom_features": self.spec.n_atom_features,
                             "bond_classes": 4, "dim": 128, "depth": 4, "heads": 4, "output": "endpoint",
-                            "atom_groups": [len(self.spec.elements), len(self.spec.charges)]}
+                            "atom_groups": [len(self.spec.elements), len(self.spec.charges)], "edge_dim": 64}
 
     # ------------------------------------------------------------------ descriptors and metrics
     def descriptors(self, designs: Sequence[Any]) -> Tensor:
         return morgan_bits(list(designs))
+
+    similarity_name = "Tanimoto similarity (Morgan r = 2, 2048 bits)"
 
     def similarity(self, a: Tensor, b: Tensor) -> Tensor:
         return tanimoto(a, b)

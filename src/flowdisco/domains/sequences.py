@@ -231,6 +231,15 @@ class SequenceDomain(Domain):
                     self.coverage(desc, self.strict_identity_threshold, designs=designs)),
                 "mean_length": float(np.mean([len(s) for s in designs])) if designs else float("nan")}
 
+    similarity_name = "sequence identity (global alignment)"
+
+    def property_table(self, designs: Sequence[Any]) -> dict[str, np.ndarray] | None:
+        """Length and composition: hydrophobic (AILMFVWY), positive (KR) and negative (DE) fractions."""
+        seqs = [str(s) for s in designs]
+        frac = lambda letters: np.array([sum(c in letters for c in s) / max(len(s), 1) for s in seqs])  # noqa: E731
+        return {"Length": np.array([len(s) for s in seqs], dtype=float), "hydrophobic fraction": frac("AILMFVWY"),
+                "positive fraction": frac("KR"), "negative fraction": frac("DE")}
+
     def nearest_reference_similarity(self, descriptors: Tensor, designs: Sequence[Any] | None = None) -> Tensor:
         """Max identity of each design to the training set [n] (k-mer shortlist of 16, then alignment);
         without designs, the max cosine of the spectra."""
@@ -313,6 +322,10 @@ class Peptides(SequenceDomain):
             clf = self.classifier()
             ok[idx] = clf.probability([designs[i] for i in idx]) >= clf.threshold
         return ok.tolist()
+
+    def property_table(self, designs: Sequence[Any]) -> dict[str, np.ndarray] | None:
+        """modlamp's descriptors (see :meth:`peptide_descriptors`)."""
+        return self.peptide_descriptors([str(d) for d in designs]) if len(designs) else None
 
     def peptide_descriptors(self, designs: Sequence[str]) -> dict[str, np.ndarray]:
         """modlamp global descriptors per design (length, charge, pI, instability, aromaticity,

@@ -49,7 +49,7 @@ from flowdisco.flow.fit import FitConfig, fit
 from flowdisco.flow.model import FlowModel
 from flowdisco.flow.solvers import NoiseSchedule
 from flowdisco.generate import Generated, generate
-from flowdisco.io import atomic_write_text, load_tensors, save_tensors
+from flowdisco.io import atomic_write_json, atomic_write_text, load_tensors, save_tensors
 from flowdisco.pretrain import data_file_record
 from flowdisco.progress import progress_bar
 from flowdisco.runs import RunDir, open_run
@@ -460,10 +460,45 @@ class _Loop:
             lines.append(_json_line({"phase": "expand", **flat}))
         atomic_write_text(self.run_dir.metrics_path, "".join(lines))
 
+    def _write_discoveries(self, limit: int = 48, max_properties: int = 2000) -> None:
+        """discoveries.json: the latest ``limit`` valid designs first generated in the expansion rounds and
+        not in the data set, each with its similarity to the nearest training design, and the domain's
+        property table for the pre-trained model's valid designs (warm-up) and for every new one. What
+        cannot be computed is written as an "errors" entry, so reports can show it."""
+        out: dict[str, Any] = {"domain": self.dom.name, "method": self.cfg.method,
+                               "similarity": self.dom.similarity_name, "errors": {}}
+        sel = self.buffer.valid & (self.buffer.round > 0)
+        designs = self.dom.decode_safe(self.buffer.x[sel]) if bool(sel.any()) else []
+        new = _first_seen_new(designs, self.buffer.round[sel].tolist(), self.dom)
+        if new and not isinstance(new[0][0], str):
+            return  # designs without a text form (the 2-D toy): its frames show them instead
+        out["n_new"] = len(new)
+        shown = new[-limit:]
+        try:
+            sims = self.dom.nearest_reference_similarity(self.dom.descriptors([d for d, _ in shown]),
+                                                         [d for d, _ in shown]).tolist() if shown else []
+        except Exception as e:  # shown in the report as not computed
+            sims = [None] * len(shown)
+            out["errors"]["nearest_similarity"] = f"{type(e).__name__}: {e}"
+        out["designs"] = [{"design": d, "round": r, "nearest_similarity": s}
+                          for (d, r), s in zip(shown, sims, strict=True)]
+        warm = self.buffer.valid & (self.buffer.round == 0)
+        groups = {"pre-trained (warm-up)": [d for d in self.dom.decode_safe(self.buffer.x[warm]) if d],
+                  "new in the expansion": [d for d, _ in new]}
+        try:
+            tables = {g: self.dom.property_table(v[:max_properties]) for g, v in groups.items() if v}
+            if any(t is not None for t in tables.values()):
+                out["properties"] = {g: {k: np.asarray(a, dtype=float).round(4).tolist() for k, a in t.items()}
+                                     for g, t in tables.items() if t is not None}
+        except Exception as e:
+            out["errors"]["properties"] = f"{type(e).__name__}: {e}"
+        atomic_write_json(self.run_dir.path / "discoveries.json", out)
+
     def _plots(self) -> None:
         from flowdisco.plotting import plot_curves
 
         self._new_designs_plot()
+        self._write_discoveries()
         evals = evaluations(self.history)
         if not evals:
             return
