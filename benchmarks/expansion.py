@@ -9,6 +9,7 @@ the ratios ActFlow/pre-trained and ActFlow/Rec-F computed per seed, and what eac
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -23,27 +24,33 @@ METHODS = ["rec-nf", "rec-f", "actflow"]
 COLORS = {"actflow": "#e76f51", "rec-f": "#2a9d8f", "rec-nf": "#6d597a"}
 
 
-def pretrained_model(dom: Any, model_path: str | None, pretrain_steps: int | None, work: Path
-                     ) -> tuple[FlowModel, dict]:
+def pretrained_model(dom: Any, model_path: str | None, pretrain_steps: int | None, work: Path,
+                     network_kwargs: dict[str, Any] | None = None) -> tuple[FlowModel, dict]:
     """The model to expand: ``model_path``, the domain's shipped one, or one pre-trained (and kept)
-    in ``work/pretrained``."""
+    in ``work/pretrained`` (``network_kwargs`` override the domain's network for that pre-training).
+    The info dict records what the model actually is: steps and network as its run's config.json says."""
     if model_path:
         return FlowModel.load(model_path), {"source": model_path}
     shipped = dom.pretrained_model_path()
-    if shipped is not None:
+    if shipped is not None and not network_kwargs:
         return FlowModel.load(shipped), {"source": "shipped", "path": shipped}
     target = work / "pretrained"
-    info = {"source": str(target), "steps": pretrain_steps or dom.default_pretrain()["steps"],
-            "training_designs": len(dom.training_data())}
     if (target / "model" / "flowdisco_model.json").is_file():
         print(f"using the pre-trained model in {target}", flush=True)
-        return FlowModel.load(target), info
+        return FlowModel.load(target), _pretrain_info(target, dom)
     t0 = time.time()
     model = fd.pretrain(dom, steps=pretrain_steps, run_dir=target, resume=(target / "config.json").is_file(),
-                        progress=False)
-    info["seconds"] = time.time() - t0
+                        network_kwargs=network_kwargs or None, progress=False)
+    info = {**_pretrain_info(target, dom), "seconds": time.time() - t0}
     print(f"pre-trained {dom.name} in {info['seconds']:.0f} s", flush=True)
     return model, info
+
+
+def _pretrain_info(run_dir: Path, dom: Any) -> dict[str, Any]:
+    cfg = json.loads((run_dir / "config.json").read_text())
+    return {"source": str(run_dir), "steps": cfg["fit"]["steps"], "batch_size": cfg["fit"]["batch_size"],
+            "network": cfg["network"], "network_kwargs": cfg["network_kwargs"],
+            "command": cfg.get("provenance", {}).get("command"), "training_designs": len(dom.training_data())}
 
 
 def compare_methods(model: FlowModel, dom: Any, *, seeds: list[int], work: Path, keys: list[str],
@@ -103,6 +110,10 @@ def compare_methods(model: FlowModel, dom: Any, *, seeds: list[int], work: Path,
             [a - per_seed["pretrained"][s]["validity"] for a, s in zip(last("rec-nf", "validity"), names,
                                                                         strict=True)]),
     }
+    for k in keys:  # the stricter / other coverage measures, where the domain reports them
+        if k.startswith("coverage_") and all(v is not None for m in ("actflow", "rec-f") for v in last(m, k)):
+            ratios[f"actflow_{k}_over_rec_f"] = mean_std([a / r if r else None for a, r in
+                                                          zip(last("actflow", k), last("rec-f", k), strict=True)])
     return {"per_seed": per_seed, "final": final, "discovered": found, "discovered_summary": found_summary,
             "ratios": ratios, "method_seconds": {m: mean_std(v) for m, v in timing.items()}, "runs": runs}
 
@@ -155,6 +166,8 @@ def common_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--eval-every", type=int, default=None, help="default: the domain's")
     ap.add_argument("--model", default=None, help="model directory (default: shipped, or pre-trained here)")
     ap.add_argument("--pretrain-steps", type=int, default=None, help="steps when this script pre-trains")
+    ap.add_argument("--net", nargs="*", default=[], metavar="KEY=JSON",
+                    help="network settings when this script pre-trains (e.g. edge_dim=0: the pre-edge network)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="expand options for every method")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--fresh", action="store_true",

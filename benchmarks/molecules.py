@@ -56,7 +56,7 @@ def main() -> None:
     work = Path(args.work_dir or f"runs/bench-{args.domain}")
     kwargs = {"max_train": args.max_train} if args.max_train else {}
     dom = fd.domains.get_domain(args.domain, **kwargs)
-    model, pretrain_info = pretrained_model(dom, args.model, args.pretrain_steps, work)
+    model, pretrain_info = pretrained_model(dom, args.model, args.pretrain_steps, work, parse_settings(args.net))
     if args.fresh:
         for sub in work.glob("*-s*"):
             shutil.rmtree(sub)

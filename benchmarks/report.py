@@ -24,13 +24,14 @@ from flowdisco.report import read_runs, write_report
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", nargs="+", default=None, help="run directories (default runs/bench-qm9-edge/*-s*)")
+    ap.add_argument("--runs", nargs="+", default=None,
+                    help="run directories (default runs/bench-qm9/*-s*: benchmarks/molecules.py qm9's work dir)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     started = time.time()
-    runs = args.runs or sorted(glob.glob("runs/bench-qm9-edge/*-s*"))
+    runs = args.runs or sorted(glob.glob("runs/bench-qm9/*-s*"))
     if not runs:
         raise SystemExit("no run directories: run `python benchmarks/molecules.py qm9` first or give --runs")
     summaries = read_runs(runs)

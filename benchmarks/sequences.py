@@ -60,7 +60,7 @@ def main() -> None:
         name = FAMILIES[args.domain][family]
         dom = fd.domains.get_domain(name)
         work = Path(args.work_dir or "runs") / f"bench-{name}"
-        model, pretrain_info = pretrained_model(dom, args.model, args.pretrain_steps, work)
+        model, pretrain_info = pretrained_model(dom, args.model, args.pretrain_steps, work, parse_settings(args.net))
         if args.fresh:
             for sub in work.glob("*-s*"):
                 shutil.rmtree(sub)

@@ -58,7 +58,11 @@ def main() -> None:
     sp = prot.splits()
     held = sp["valid"] + sp["test"]
     acc = rates(prot, {"training": sp["train"], "held-out": held, **controls(held)})
+    profile = prot.family_profile()
     result["proteins"] = {"acceptance": acc, "hmm_length": int(prot.family_hmm().M),
+                          "min_score_bits": profile["min_score"], "min_score_quantile": prot.min_score_quantile,
+                          "anchors": {str(k): r for k, r in profile["anchors"].items()},
+                          "anchor_conservation": prot.anchor_conservation,
                           "targets_met": {"held_out_accepted_at_least_0.90": acc["held-out"]["accepted"] >= 0.9,
                                           "shuffled_rejected_at_least_0.95":
                                               acc["held-out shuffled"]["accepted"] <= 0.05,

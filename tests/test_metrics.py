@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -5,6 +7,7 @@ import torch
 from flowdisco.metrics import (
     coverage,
     frechet_distance,
+    frechet_from_stats,
     novel_fraction,
     novelty,
     sphere_exclusion,
@@ -46,3 +49,17 @@ def test_frechet_distance_closed_form():
     # ‖μ‖² = 18; Tr(I + 4I − 2·2I) = 2
     assert frechet_distance(a, b) == pytest.approx(20.0, rel=0.03)
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_frechet_from_stats_on_singular_diagonal_covariances_matches_the_closed_form():
+    # commuting covariances: Tr(Σ1 + Σ2 − 2(Σ1Σ2)^½) = Σ (√a − √b)²; zeros make both singular
+    va, vb = np.array([4.0, 0.0, 1.0, 0.0]), np.array([1.0, 9.0, 0.0, 0.0])
+    mu1, mu2 = np.zeros(4), np.array([1.0, 0.0, 0.0, 2.0])
+    expected = 5.0 + float(((np.sqrt(va) - np.sqrt(vb)) ** 2).sum())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no singular-matrix or complex-part warnings
+        got = frechet_from_stats(mu1, np.diag(va), mu2, np.diag(vb))
+    assert got == pytest.approx(expected, abs=1e-9)
+    rot = np.linalg.qr(np.random.default_rng(1).normal(size=(4, 4)))[0]  # same in any basis
+    assert frechet_from_stats(rot @ mu1, rot @ np.diag(va) @ rot.T, rot @ mu2, rot @ np.diag(vb) @ rot.T) == (
+        pytest.approx(expected, abs=1e-6))  # √ of round-off eigenvalues (1e-16) costs 1e-8

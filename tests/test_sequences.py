@@ -10,6 +10,7 @@ import torch
 
 import flowdisco as fd
 from flowdisco.domains import get_domain
+from flowdisco.domains.hmm import HmmHit, conserved_states, hmm_hits
 from flowdisco.domains.sequences import Peptides, Proteins, longest_run, read_fasta
 from flowdisco.metrics.identity import identity, identity_leaders, kmer_spectrum, max_identity
 
@@ -130,6 +131,24 @@ def test_protein_verifier_accepts_held_out_family_members_and_rejects_shuffled_a
     assert proteins.verify([s[:20] + "AAAAAAA" + s[27:], s[:5] + "X" + s[6:]]) == [False, False]
 
 
+def test_protein_verifier_requires_the_conserved_anchor_residues(proteins):
+    anchors = proteins.family_profile()["anchors"]
+    hmm = proteins.family_hmm()
+    assert {hmm.consensus[k - 1].upper() for k in anchors} >= {"C", "W"}  # the Ig-fold disulfide and Trp
+    s = next(x for x in proteins.splits()["test"] if proteins.verify([x]) == [True])
+    no_cys = s.replace("C", "S")  # the disulfide pair gone, everything else kept: HMMER alone still hits it
+    assert hmm_hits(hmm, [no_cys]).tolist() == [True]
+    assert proteins.verify([s, no_cys]) == [True, False]
+
+
+def test_conserved_states_counts_missing_hits_against_conservation():
+    hits = [HmmHit(50.0, 1e-9, {1: "C", 2: "W", 3: "A"}), HmmHit(40.0, 1e-8, {1: "C", 2: "W", 3: "G"}),
+            HmmHit(45.0, 1e-8, {1: "C", 2: "-", 3: "A"}), None]
+    assert conserved_states(hits, 0.75) == {1: "C"}
+    assert conserved_states(hits, 0.5) == {1: "C", 2: "W", 3: "A"}
+    assert conserved_states([], 0.5) == {}
+
+
 def test_fasta_reader_and_homopolymer_runs(tmp_path):
     (tmp_path / "a.faa").write_text(">one desc\nMKT\nAYI*\n>two\nGG\n")
     assert read_fasta(tmp_path / "a.faa") == [("one desc", "MKTAYI"), ("two", "GG")]
@@ -150,6 +169,8 @@ class LaxPeptides(Peptides):
 
 class LaxProteins(Proteins):
     evalue = 1e6  # the HMM search still runs, without its filters: nearly anything canonical passes
+    min_score_quantile = None
+    anchor_conservation = None
     hmm_options: ClassVar[dict] = {"F1": 1.0, "F2": 1.0, "F3": 1.0, "bias_filter": False}
 
 

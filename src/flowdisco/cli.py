@@ -542,7 +542,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = FlowModel.load(args.model, map_location=args.device)
     dom = _configure_verifier(_domain_for(model, args.domain), args)
     stats = evaluate(model, dom, n_samples=args.n_samples, n_valid=args.n_valid, seed=args.seed,
-                     steps=args.steps, solver=args.solver)
+                     steps=args.steps, solver=args.solver, progress=not args.quiet)
+    if "n_valid_short" in stats:
+        print(f"warning: only {args.n_valid - int(stats['n_valid_short'])} of --n-valid {args.n_valid} valid "
+              "designs within the sampling budget; the set metrics use those", file=sys.stderr)
     if not dist.is_main():
         return 0
     print(format_table({str(args.model): stats}, [k for k in [*TABLE_KEYS, "seconds"] if k in stats]))

@@ -56,12 +56,12 @@ def set_metrics(domain: Domain, valid: Generated, reference_features: Tensor | N
 def evaluate(model: Any, domain: str | Domain, *, n_samples: int = 1000, n_valid: int = 500, seed: int = 0,
              steps: int = 100, solver: str = "euler", reference_features: Tensor | None = None,
              extra: bool = True, max_batches: int = 20, return_samples: bool = False,
-             artifacts: dict[str, Tensor] | None = None) -> Any:
+             artifacts: dict[str, Tensor] | None = None, progress: bool = False) -> Any:
     """Sample ``model``, verify, and compute the metrics (a dict of floats).
 
     With ``return_samples=True`` returns (stats, raw samples, the n_valid valid samples).
     ``artifacts``: a dict the domain may fill with arrays behind its extra metrics (the toy's
-    density grid), for plots.
+    density grid), for plots. ``progress``: a bar while the valid designs are collected.
     """
     dom = get_domain(domain)
     if n_samples < 1 or n_valid < 1:
@@ -69,7 +69,7 @@ def evaluate(model: Any, domain: str | Domain, *, n_samples: int = 1000, n_valid
     t0 = time.perf_counter()
     gen = make_generator(seed)
     raw, valid = collect_valid(model, dom, n_valid, generator=gen, batch=n_samples, max_batches=max_batches,
-                               steps=steps, solver=solver)
+                               steps=steps, solver=solver, progress=progress)
     stats: dict[str, float] = {"validity": validity(raw.valid[:n_samples])}
     first_valid = [d for d, ok in zip(raw.designs[:n_samples], raw.valid[:n_samples], strict=True) if ok]
     if first_valid:  # uniqueness among all valid designs of the n_samples raw ones

@@ -93,19 +93,28 @@ def generate(model: Any, domain: Domain, n: int, *, generator: torch.Generator,
 
 
 def collect_valid(model: Any, domain: Domain, n_valid: int, *, generator: torch.Generator,
-                  batch: int = 1000, max_batches: int = 20, **kwargs: Any) -> tuple[Generated, Generated]:
+                  batch: int = 1000, max_batches: int = 20, progress: bool = False,
+                  **kwargs: Any) -> tuple[Generated, Generated]:
     """Sample in batches until ``n_valid`` valid designs are found (or ``max_batches`` are spent).
 
     Returns (all raw samples, the first n_valid valid ones — fewer if the budget ran out).
+    ``progress``: a bar over the valid designs found (a low-validity model may need all the batches).
     """
+    from flowdisco.progress import progress_bar
+
     parts: list[Generated] = []
     n_ok = 0
-    for _ in range(max_batches):
-        g = generate(model, domain, batch, generator=generator, **kwargs)
-        parts.append(g)
-        n_ok += int(g.valid.sum())
-        if n_ok >= n_valid:
-            break
+    with progress_bar(n_valid, f"valid designs (batches of {batch}, at most {max_batches})",
+                      enabled=progress) as bar:
+        for i in range(max_batches):
+            g = generate(model, domain, batch, generator=generator, **kwargs)
+            parts.append(g)
+            found = int(g.valid.sum())
+            bar.update(min(found, n_valid - n_ok) if n_ok < n_valid else 0)
+            n_ok += found
+            bar.set_postfix(batch=i + 1, validity=f"{n_ok / ((i + 1) * batch):.3f}")
+            if n_ok >= n_valid:
+                break
     raw = Generated.concat(parts)
     valid_idx = np.flatnonzero(raw.valid)[:n_valid]
     return raw, raw.select(valid_idx)

@@ -321,6 +321,18 @@ class Domain(ABC):
         return box["out"]
 
 
+def seeded_split(items: Sequence[Any], seed: int, fractions: tuple[float, float] = (0.8, 0.1)
+                 ) -> dict[str, list[Any]]:
+    """The fixed train/valid/test split of a data set: a permutation seeded by ``seed``, the first
+    ``fractions[0]`` (at least one item) for training, the next ``fractions[1]`` for validation, the
+    rest for testing."""
+    perm = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_tr = max(1, int(fractions[0] * len(items)))
+    n_va = int(fractions[1] * len(items))
+    return {"train": [items[i] for i in perm[:n_tr]], "valid": [items[i] for i in perm[n_tr:n_tr + n_va]],
+            "test": [items[i] for i in perm[n_tr + n_va:]]}
+
+
 def shipped_model_path(asset: str) -> str | None:
     """``flowdisco/assets/<asset>`` if a model ships there (its flowdisco_model.json exists), else None."""
     from importlib import resources

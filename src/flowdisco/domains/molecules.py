@@ -17,13 +17,12 @@ import torch
 from torch import Tensor
 
 from flowdisco.datafiles import read_smiles_file
-from flowdisco.domains.base import Domain
+from flowdisco.domains.base import Domain, seeded_split
 from flowdisco.domains.molgraph import GraphSpec, _rdkit
 from flowdisco.io import CheckpointError, load_tensors, save_tensors
 
 log = logging.getLogger("flowdisco")
 
-SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 TEST_FCD_MOLECULES = 10_000  # test molecules behind the FCD-to-test statistics
 
 
@@ -91,12 +90,7 @@ class MoleculeDomain(Domain):
     def splits(self) -> dict[str, list[str]]:
         if self._splits is None:
             smiles = read_smiles_file(self.data_file) if self.data_file else self.all_smiles()
-            perm = torch.randperm(len(smiles), generator=torch.Generator().manual_seed(self.seed)).tolist()
-            n_tr = int(SPLIT_FRACTIONS[0] * len(smiles))
-            n_va = int(SPLIT_FRACTIONS[1] * len(smiles))
-            self._splits = {"train": [smiles[i] for i in perm[:n_tr]],
-                            "valid": [smiles[i] for i in perm[n_tr:n_tr + n_va]],
-                            "test": [smiles[i] for i in perm[n_tr + n_va:]]}
+            self._splits = seeded_split(smiles, self.seed)
         return self._splits
 
     def _encode_train(self) -> None:
