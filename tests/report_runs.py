@@ -19,6 +19,8 @@ def make_expand_run(root: Path, method: str, seed: int, validity: list[float], c
     for i, r in enumerate([0, 2, 4]):
         rec = {"phase": "expand", "round": r, "round_seconds": 10.0, "eval_validity": validity[i],
                "eval_coverage": coverage[i], "eval_seconds": 2.0}
+        if r > 0:  # as in real runs: the distance to the pre-trained samples exists from round 1 on
+            rec["eval_frechet_to_reference"] = 0.5 * i
         lines.append(json.dumps(rec))
     if corrupt_line:
         lines.append('{"phase": "expand", "rou')  # cut by a crash

@@ -38,6 +38,9 @@ def test_what_a_run_lacks_is_said_not_hidden(runs):
     page = render([read_run(p) for p in runs])
     assert "metrics.jsonl line 4 is not JSON" in page  # the crash-cut line of actflow-s1
     assert "Discoveries not recorded by rec-f-s0" in page
+    # the pre-trained model has no distance to itself: not applicable, not "not recorded"
+    assert _cells(page, "pre-trained (round 0)")[-1] == "n/a"
+    assert _cells(page, "actflow (final)")[-1] == "1 ± 0"
     assert page.count("<svg") >= 2 + len(SMILES)  # curves, and every molecule drawn (RDKit)
     for s in SMILES:
         assert s in page

@@ -23,6 +23,7 @@ from flowdisco.report.collect import METRICS, RunSummary
 
 COLOURS = ["#e76f51", "#2a9d8f", "#264653", "#e9c46a", "#8d6cab", "#6c757d", "#f4a261", "#3a86ff"]
 NOT_RECORDED = '<span class="na" title="the run did not record this">not recorded</span>'
+NOT_APPLICABLE = '<span class="na" title="the pre-trained model is the reference">n/a</span>'
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2329;background:#f7f7f5}
@@ -147,8 +148,9 @@ def _table_section(groups: dict[str, list[RunSummary]]) -> str:
     for name, v in means.items():
         cells = [f"<td>{_e(name)}</td><td>{len(rows_by[name])}</td>"]
         for m in metrics:
-            if v[m] is None:
-                cells.append(f"<td>{NOT_RECORDED}</td>")
+            if v[m] is None:  # the distance of the pre-trained model to its own samples is not a gap
+                na = name.startswith("pre") and m == "frechet_to_reference"
+                cells.append(f"<td>{NOT_APPLICABLE if na else NOT_RECORDED}</td>")
             else:
                 mu, sd = v[m]
                 cls = " class=\"best\"" if best.get(m) == name else ""
