@@ -78,3 +78,64 @@ def test_atom_order_does_not_matter():
         return torch.cat([atoms, bonds.reshape(1, N, N * BC)], dim=-1)
 
     assert torch.allclose(net(permute(x), t, mask=permute(mask)), permute(net(x, t, mask=mask)), atol=1e-5)
+
+
+def _one_hot_data(b: int = 3):
+    """±1 one-hot graphs: each real atom one element of 4 and one charge of 3, each real pair one bond
+    class of 4 (symmetric), padding zero."""
+    _, mask, _ = _inputs(b)
+    g = torch.Generator().manual_seed(2)
+    elem = torch.nn.functional.one_hot(torch.randint(0, 4, (b, N), generator=g), 4)
+    chg = torch.nn.functional.one_hot(torch.randint(0, 3, (b, N), generator=g), 3)
+    cls = torch.randint(0, BC, (b, N, N), generator=g)
+    cls = torch.triu(cls, 1) + torch.triu(cls, 1).transpose(1, 2)
+    bonds = torch.nn.functional.one_hot(cls, BC).reshape(b, N, N * BC)
+    x = torch.cat([elem, chg, bonds], dim=-1).float()
+    return (2 * x - 1) * mask, mask
+
+
+def test_cross_entropy_endpoint_loss_at_uniform_logits_is_the_mean_log_class_count():
+    """A fresh network's output layers are zero, so every group is uniform: a molecule with n real atoms
+    has n·(log 4 + log 3) + n(n−1)·log 4 nats over 2n + n(n−1) groups (n = 5, 3, 1 here)."""
+    import math
+
+    x1, mask = _one_hot_data()
+    model = FlowModel("graph-mp", {"max_atoms": N, "atom_features": A, "bond_classes": BC, "dim": 32, "depth": 2,
+                                   "heads": 2, "output": "endpoint", "atom_groups": [4, 3],
+                                   "endpoint_loss": "ce"}, (N, A + N * BC))
+    batch = model.training_batch({"x": x1, "mask": mask}, torch.Generator().manual_seed(1))
+    per_design, weight = model.loss_terms(batch)
+    expected = [(n * (math.log(4) + math.log(3)) + n * (n - 1) * math.log(4)) / (2 * n + n * (n - 1))
+                for n in (5, 3, 1)]
+    assert torch.allclose(per_design, torch.tensor(expected), atol=1e-5)
+    assert torch.equal(weight, torch.ones(3))
+
+
+def test_cross_entropy_endpoint_loss_trains_towards_the_data_and_survives_save_load(tmp_path):
+    x1, mask = _one_hot_data()
+    kw = {"max_atoms": N, "atom_features": A, "bond_classes": BC, "dim": 32, "depth": 2, "heads": 2,
+          "output": "endpoint", "atom_groups": [4, 3], "endpoint_loss": "ce"}
+    torch.manual_seed(0)
+    model = FlowModel("graph-mp", kw, (N, A + N * BC))
+    batch = model.training_batch({"x": x1, "mask": mask}, torch.Generator().manual_seed(1))
+    batch["t"] = torch.full((3,), 0.9)  # near the data: the classes are nearly visible
+    opt = torch.optim.Adam(model.parameters(), lr=3e-2)
+    first = model.loss(batch).item()
+    for _ in range(60):
+        opt.zero_grad()
+        model.loss(batch).backward()
+        opt.step()
+    assert model.loss(batch).item() < 0.2 * first
+    model.save(tmp_path / "m")
+    again = FlowModel.load(tmp_path / "m")
+    assert again.net.loss_target == "categorical"
+    assert torch.allclose(again.loss(batch), model.loss(batch), atol=1e-6)
+
+
+def test_cross_entropy_needs_the_endpoint_output():
+    import pytest
+
+    with pytest.raises(ValueError, match="needs output='endpoint'"):
+        GraphTransformer(N, A, BC, dim=32, depth=1, heads=2, endpoint_loss="ce")
+    with pytest.raises(ValueError, match="'mse' or 'ce'"):
+        GraphTransformer(N, A, BC, dim=32, depth=1, heads=2, output="endpoint", endpoint_loss="l1")

@@ -70,3 +70,28 @@ def test_checkpoint_files_contain_no_pickle(tmp_path):
     _model().save(tmp_path / "m")
     for f in (tmp_path / "m").iterdir():
         assert not f.read_bytes().startswith(b"\x80"), f  # pickle protocol marker
+
+
+def test_pretrain_init_continues_a_saved_model_and_refuses_a_mismatch(tmp_path):
+    """--init: 0 further steps give back the saved weights, training continues from them (the loss is
+    below a fresh network's), and a model of another domain or shape-changing overrides are clear errors."""
+    from flowdisco.domains import get_domain
+    from flowdisco.pretrain import pretrain
+
+    first = pretrain("toy2d", steps=150, seed=0, progress=False, run_dir=tmp_path / "first")
+    same = pretrain("toy2d", steps=0, seed=3, progress=False, init=tmp_path / "first")
+    for k, v in first.net.state_dict().items():
+        assert torch.equal(v, same.net.state_dict()[k]), k
+    more = pretrain("toy2d", steps=20, seed=1, progress=False, init=tmp_path / "first", run_dir=tmp_path / "more")
+    fresh = pretrain("toy2d", steps=20, seed=1, progress=False)
+    data = get_domain("toy2d").training_set()
+    batch = more.training_batch({"x": data["x"][:2000]}, make_generator(7))
+    with torch.no_grad():
+        assert more.loss(batch) < fresh.loss(batch)
+    config = json.loads((tmp_path / "more" / "config.json").read_text())
+    assert config["init"]["sha256"] == json.loads((tmp_path / "first" / "model" / "flowdisco_model.json").read_text())[
+        "sha256"]
+    with pytest.raises(CheckpointError, match=r"differ|missing|shape"):
+        pretrain("toy2d", steps=1, progress=False, init=tmp_path / "first", network_kwargs={"width": 8})
+    with pytest.raises(CheckpointError, match="toy2d"):
+        pretrain("qm9", steps=1, progress=False, init=tmp_path / "first")

@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="network settings over the domain's default (e.g. dim=192 edge_dim=32)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="other training settings (e.g. schedule=cosine warmup_steps=500)")
+    p.add_argument("--init", default=None, metavar="MODEL_DIR",
+                   help="start from a saved model's weights (continued training, e.g. with --net endpoint_loss=ce)")
     p.add_argument("--run-dir", default=None, help="run directory (default runs/pretrain-DOMAIN-sSEED)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     _common(p)
@@ -413,8 +415,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     overrides = {**parse_settings(args.set), **overrides}
     dom = _domain_with_data(args.domain, args.data)
     model = pretrain(dom, steps=args.steps, seed=args.seed, run_dir=run_dir, resume=args.resume,
-                     network_kwargs=parse_settings(args.net) or None, device=args.device, progress=not args.quiet,
-                     **overrides)
+                     network_kwargs=parse_settings(args.net) or None, init=args.init, device=args.device,
+                     progress=not args.quiet, **overrides)
     if not dist.is_main():
         return 0
     n_params = sum(p.numel() for p in model.net.parameters())

@@ -57,7 +57,8 @@ def read_designs(path: str | Path, column: str) -> list[tuple[int, str]]:
                                 "and one design per row")
         header = [c.strip().lower() for c in rows_numbered[0][1]]
         if column not in header:
-            raise DataFileError(f"{path}: no {column!r} column (the header has: {', '.join(header)[:200]}); "
+            shown = ", ".join(header).replace("\r", "\\r").replace("\n", "\\n")[:200]  # one error line
+            raise DataFileError(f"{path}: no {column!r} column (the header has: {shown}); "
                                 f"name the column of designs {column!r}")
         j = header.index(column)
         for n, row in rows_numbered[1:]:

@@ -12,7 +12,7 @@ import torch
 from flowdisco import dist
 from flowdisco.domains import Domain, get_domain
 from flowdisco.flow.fit import FitConfig, fit
-from flowdisco.flow.model import FlowModel, model_class
+from flowdisco.flow.model import FlowModel, load_weights_strict, model_class
 from flowdisco.runs import open_run
 from flowdisco.seeding import seeded
 
@@ -29,6 +29,15 @@ def data_file_record(dom: Domain) -> dict:
     return {"data_file": {"path": str(path), "sha256": sha256_file(path)}}
 
 
+def model_sha256(path: str | os.PathLike) -> str | None:
+    """The weights checksum recorded in a saved model's config (provenance of ``init``)."""
+    from flowdisco.flow.model import CONFIG_NAME, resolve_model_dir
+    from flowdisco.io import read_json
+
+    cfg = read_json(resolve_model_dir(path) / CONFIG_NAME, what="model config")
+    return cfg.get("sha256") if isinstance(cfg, dict) else None
+
+
 def build_model(domain: Domain, seed: int = 0, network: str | None = None,
                 network_kwargs: dict | None = None) -> FlowModel:
     """A freshly initialised FlowModel for ``domain`` (deterministic under ``seed``)."""
@@ -43,9 +52,28 @@ def build_model(domain: Domain, seed: int = 0, network: str | None = None,
                                              extra=extra)
 
 
+def init_model(domain: Domain, init: str | os.PathLike, network_kwargs: dict | None = None) -> FlowModel:
+    """A model for ``domain`` that starts from the weights of the saved model ``init``: its network, with
+    ``network_kwargs`` overrides that keep every weight's shape (a training setting such as
+    ``endpoint_loss``); anything else is a clear error."""
+    from flowdisco.io import CheckpointError
+
+    src = FlowModel.load(init)
+    if src.domain_name not in (None, domain.name):
+        raise CheckpointError(f"--init model {init} was trained on domain {src.domain_name!r}, not {domain.name!r}")
+    if tuple(src.shape) != tuple(domain.shape):
+        raise CheckpointError(f"--init model {init} has design shape {list(src.shape)}; domain {domain.name!r} "
+                              f"needs {list(domain.shape)}")
+    kwargs = {**src.network_kwargs, **(network_kwargs or {})}
+    model = model_class(domain.flow_path)(src.network_name, kwargs, domain.shape, path=domain.flow_path,
+                                          domain=domain.name, extra=src.extra)
+    load_weights_strict(model.net, src.net.state_dict(), init)
+    return model
+
+
 def pretrain(domain: str | Domain, *, steps: int | None = None, seed: int = 0,
              run_dir: str | os.PathLike | None = None, resume: bool = False,
-             network: str | None = None, network_kwargs: dict | None = None,
+             network: str | None = None, network_kwargs: dict | None = None, init: str | os.PathLike | None = None,
              device: str | torch.device = "cpu", progress: bool = True,
              on_log: Callable[[dict, FlowModel], None] | None = None, **fit_kwargs: Any) -> FlowModel:
     """Pre-train a flow model on ``domain``'s data.
@@ -69,11 +97,18 @@ def pretrain(domain: str | Domain, *, steps: int | None = None, seed: int = 0,
         settings["checkpoint_every"] = DEFAULT_CHECKPOINT_EVERY  # a killed run loses at most this many steps
     cfg = FitConfig(**settings)
     cfg.validate()
-    model = build_model(dom, seed=seed, network=network, network_kwargs=network_kwargs).to(device)
+    if init is not None:
+        if network is not None:
+            raise ValueError("init continues a saved model's network: leave network unset")
+        model = init_model(dom, init, network_kwargs).to(device)
+    else:
+        model = build_model(dom, seed=seed, network=network, network_kwargs=network_kwargs).to(device)
     data = dom.training_set()
     run = None
     if run_dir is not None:  # under torchrun rank 0 writes, the other ranks read
+        init_record = {"init": {"path": str(init), "sha256": model_sha256(init)}} if init is not None else {}
         run = open_run(run_dir, {"kind": "pretrain", "domain": dom.name, "seed": seed, **data_file_record(dom),
+                                 **init_record,
                                  "network": model.network_name, "network_kwargs": model.network_kwargs,
                                  "fit": {k: v for k, v in asdict(cfg).items() if k != "progress"}},
                        resume=resume, device=device)

@@ -129,7 +129,12 @@ class FlowModel(nn.Module):
         mask = batch.get("mask")
         sample = self.path.interpolate(batch["x0"], batch["x"], batch["t"])
         v = f(sample.x_t, sample.t, mask=mask, cond=batch.get("cond"))
-        if getattr(self.net, "loss_target", "velocity") == "endpoint":
+        target = getattr(self.net, "loss_target", "velocity")
+        if target == "categorical":  # endpoint networks with class heads: cross-entropy of the endpoint
+            per_design = f.categorical_loss_terms(sample.x_t, sample.t, batch["x"], mask=mask)
+            w = batch.get("weight")
+            return per_design, torch.ones_like(per_design) if w is None else w.to(per_design.dtype)
+        if target == "endpoint":
             # endpoint-parameterised networks: the MSE of the endpoint they imply, ‖x̂1 − x1‖²
             # (= the velocity loss weighted by (1 − t)², without its blow-up near t = 1)
             return masked_mse_terms(self.path.endpoint(sample.x_t, sample.t, v), batch["x"], mask=mask,

@@ -28,17 +28,24 @@ class GraphTransformer(nn.Module):
     def __init__(self, max_atoms: int, atom_features: int, bond_classes: int = 4, dim: int = 128, depth: int = 4,
                  heads: int = 4, mods: list[str] | tuple[str, ...] = ("scale", "shift", "gate"),
                  output: str = "velocity", atom_groups: list[int] | None = None, endpoint_eps: float = 0.02,
-                 edge_dim: int = 0) -> None:
+                 edge_dim: int = 0, endpoint_loss: str = "mse") -> None:
         super().__init__()
         if output not in ("velocity", "endpoint"):
             raise ValueError(f"output must be 'velocity' or 'endpoint', got {output!r}")
+        if endpoint_loss not in ("mse", "ce"):
+            raise ValueError(f"endpoint_loss must be 'mse' or 'ce', got {endpoint_loss!r}")
+        if endpoint_loss == "ce" and output != "endpoint":
+            raise ValueError("endpoint_loss='ce' needs output='endpoint'")
         groups = list(atom_groups or [atom_features])
         if sum(groups) != atom_features:
             raise ValueError(f"atom_groups {groups} must add up to atom_features={atom_features}")
         self.N, self.A, self.Bc, self.heads = max_atoms, atom_features, bond_classes, heads
         self.output, self.atom_groups, self.endpoint_eps = output, groups, endpoint_eps
-        # endpoint networks are trained on the endpoint they imply (FlowModel.loss reads this)
-        self.loss_target = "endpoint" if output == "endpoint" else "velocity"
+        # endpoint networks are trained on the endpoint they imply (FlowModel.loss reads this): its squared
+        # error ("mse"), or the cross-entropy of its class probabilities against the data's one-hots ("ce")
+        self.endpoint_loss = endpoint_loss
+        self.loss_target = "velocity" if output == "velocity" else ("categorical" if endpoint_loss == "ce"
+                                                                      else "endpoint")
         mods = check_modulations(mods)
         # atom features + the mean of its bond row + a constant 1 (in place of a bias)
         self.atom_in = MPLinear(atom_features + bond_classes + 1, dim)
@@ -61,6 +68,16 @@ class GraphTransformer(nn.Module):
             self.edge_out = MPLinear(edge_dim, dim)
 
     def forward(self, x: Tensor, t: Tensor, mask: Tensor | None = None, cond: Tensor | None = None) -> Tensor:
+        B, N, _ = x.shape
+        out_atoms, out_bonds = self.heads_out(x, t, mask)
+        if self.output == "endpoint":
+            out_atoms, out_bonds = self._velocity_from_logits(x, t, out_atoms, out_bonds)
+        v = torch.cat([out_atoms, out_bonds.reshape(B, N, N * self.Bc)], dim=-1)
+        return v * mask if mask is not None else v
+
+    def heads_out(self, x: Tensor, t: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The two output heads: atoms [B, N, A] and bonds [B, N, N, Bc] (symmetric in the atom pair).
+        They are velocities, or, for endpoint networks, the class logits of the endpoint."""
         B, N, _ = x.shape
         A, Bc = self.A, self.Bc
         atoms = x[..., :A]
@@ -88,11 +105,28 @@ class GraphTransformer(nn.Module):
         pair_state = self.bond_in(bonds1) if e is None else mp_sum(self.bond_in(bonds1), self.edge_out(e), EMBED_T)
         pair = mp_sum((u[:, :, None] + u[:, None, :]) / 2 ** 0.5, pair_state, EMBED_T)
         out_bonds = self.bond_out(mp_silu(pair))
-        out_bonds = 0.5 * (out_bonds + out_bonds.transpose(1, 2))
-        if self.output == "endpoint":
-            out_atoms, out_bonds = self._velocity_from_logits(x, t, out_atoms, out_bonds)
-        v = torch.cat([out_atoms, out_bonds.reshape(B, N, N * Bc)], dim=-1)
-        return v * mask if mask is not None else v
+        return out_atoms, 0.5 * (out_bonds + out_bonds.transpose(1, 2))
+
+    def categorical_loss_terms(self, x_t: Tensor, t: Tensor, x1: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Per-design cross-entropy [B] of the endpoint's class probabilities against the data x1 [B, N, F]
+        (±1 one-hots): the mean over the design's real one-hot groups (each atom's element and charge,
+        each ordered pair of real atoms' bond class)."""
+        B, N, _ = x1.shape
+        A, Bc = self.A, self.Bc
+        atom_logits, bond_logits = self.heads_out(x_t, t, mask)
+        real = (mask[..., 0] > 0) if mask is not None else torch.ones(B, N, dtype=torch.bool, device=x1.device)
+        pair = real[:, :, None] & real[:, None, :] & ~torch.eye(N, dtype=torch.bool, device=x1.device)[None]
+        total = torch.zeros(B, dtype=atom_logits.dtype, device=x1.device)
+        start = 0
+        for g in self.atom_groups:
+            logp = atom_logits[..., start:start + g].log_softmax(-1)
+            target = x1[..., start:start + g] > 0  # the +1 entry of the one-hot
+            total = total + (-(logp * target).sum(-1) * real).sum(1)
+            start += g
+        bonds = x1[..., A:].reshape(B, N, N, Bc) > 0
+        total = total + (-(bond_logits.log_softmax(-1) * bonds).sum(-1) * pair).sum((1, 2))
+        groups = len(self.atom_groups) * real.sum(1) + pair.sum((1, 2))
+        return total / groups.clamp_min(1)
 
     def _update_edges(self, i: int, e: Tensor, h: Tensor) -> Tensor:
         """e_ij ← mp_sum(e_ij, W·silu(e_ij ⊕ a_i + a_j)), kept symmetric. e [B, N, N, E], h [B, N, D]."""
