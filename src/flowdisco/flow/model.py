@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from flowdisco import __version__
 from flowdisco.flow.discrete import DiscreteFlowModelMixin, MaskedPath
-from flowdisco.flow.path import LinearGaussianPath, get_path, masked_mse_terms, weighted_mean
+from flowdisco.flow.path import LinearGaussianPath, design_weights, get_path, masked_mse_terms, weighted_mean
 from flowdisco.flow.solvers import (
     SOLVERS,
     GuidanceFn,
@@ -128,12 +128,11 @@ class FlowModel(nn.Module):
         f = net if net is not None else self.net
         mask = batch.get("mask")
         sample = self.path.interpolate(batch["x0"], batch["x"], batch["t"])
-        v = f(sample.x_t, sample.t, mask=mask, cond=batch.get("cond"))
         target = getattr(self.net, "loss_target", "velocity")
         if target == "categorical":  # endpoint networks with class heads: cross-entropy of the endpoint
             per_design = f.categorical_loss_terms(sample.x_t, sample.t, batch["x"], mask=mask)
-            w = batch.get("weight")
-            return per_design, torch.ones_like(per_design) if w is None else w.to(per_design.dtype)
+            return per_design, design_weights(per_design, batch.get("weight"))
+        v = f(sample.x_t, sample.t, mask=mask, cond=batch.get("cond"))
         if target == "endpoint":
             # endpoint-parameterised networks: the MSE of the endpoint they imply, ‖x̂1 − x1‖²
             # (= the velocity loss weighted by (1 − t)², without its blow-up near t = 1)

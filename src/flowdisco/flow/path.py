@@ -89,8 +89,12 @@ def masked_mse_terms(pred: Tensor, target: Tensor, mask: Tensor | None = None,
         per_sample = (err * m).sum(dims) / m.sum(dims).clamp_min(1.0)
     else:
         per_sample = err.mean(dims) if dims else err
-    w = torch.ones_like(per_sample) if weights is None else weights.to(per_sample.dtype)
-    return per_sample, w
+    return per_sample, design_weights(per_sample, weights)
+
+
+def design_weights(per_design: Tensor, weights: Tensor | None) -> Tensor:
+    """The weights [B] of per-design losses [B]: ``weights`` in their dtype, or ones."""
+    return torch.ones_like(per_design) if weights is None else weights.to(per_design.dtype)
 
 
 def masked_mse(pred: Tensor, target: Tensor, mask: Tensor | None = None,

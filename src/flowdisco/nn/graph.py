@@ -43,7 +43,6 @@ class GraphTransformer(nn.Module):
         self.output, self.atom_groups, self.endpoint_eps = output, groups, endpoint_eps
         # endpoint networks are trained on the endpoint they imply (FlowModel.loss reads this): its squared
         # error ("mse"), or the cross-entropy of its class probabilities against the data's one-hots ("ce")
-        self.endpoint_loss = endpoint_loss
         self.loss_target = "velocity" if output == "velocity" else ("categorical" if endpoint_loss == "ce"
                                                                       else "endpoint")
         mods = check_modulations(mods)
@@ -117,16 +116,13 @@ class GraphTransformer(nn.Module):
         real = (mask[..., 0] > 0) if mask is not None else torch.ones(B, N, dtype=torch.bool, device=x1.device)
         pair = real[:, :, None] & real[:, None, :] & ~torch.eye(N, dtype=torch.bool, device=x1.device)[None]
         total = torch.zeros(B, dtype=atom_logits.dtype, device=x1.device)
-        start = 0
-        for g in self.atom_groups:
-            logp = atom_logits[..., start:start + g].log_softmax(-1)
-            target = x1[..., start:start + g] > 0  # the +1 entry of the one-hot
-            total = total + (-(logp * target).sum(-1) * real).sum(1)
-            start += g
+        groups = self.atom_groups
+        for logits, group in zip(atom_logits.split(groups, dim=-1), x1[..., :A].split(groups, dim=-1), strict=True):
+            total = total + (-(logits.log_softmax(-1) * (group > 0)).sum(-1) * real).sum(1)  # > 0: the one-hot's +1
         bonds = x1[..., A:].reshape(B, N, N, Bc) > 0
         total = total + (-(bond_logits.log_softmax(-1) * bonds).sum(-1) * pair).sum((1, 2))
-        groups = len(self.atom_groups) * real.sum(1) + pair.sum((1, 2))
-        return total / groups.clamp_min(1)
+        n_groups = len(groups) * real.sum(1) + pair.sum((1, 2))
+        return total / n_groups.clamp_min(1)
 
     def _update_edges(self, i: int, e: Tensor, h: Tensor) -> Tensor:
         """e_ij ← mp_sum(e_ij, W·silu(e_ij ⊕ a_i + a_j)), kept symmetric. e [B, N, N, E], h [B, N, D]."""
