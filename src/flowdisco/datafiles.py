@@ -19,7 +19,14 @@ from pathlib import Path
 
 
 class DataFileError(ValueError):
-    """A data file cannot be used; the message names the file, the problem and the fix."""
+    """A data file cannot be used; the message names the file, the problem and the fix.
+
+    Always one line: line breaks in the file's own text quoted by the message (a header, a design) are
+    shown escaped, as \\n and \\r.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 def _text(path: Path) -> str:
@@ -50,15 +57,18 @@ def read_designs(path: str | Path, column: str) -> list[tuple[int, str]]:
     kind = suffixes[-1] if suffixes else ""
     out: list[tuple[int, str]] = []
     if kind in (".csv", ".tsv"):
-        rows = list(csv.reader(io.StringIO(text), delimiter="\t" if kind == ".tsv" else ","))
+        try:  # newline="": the csv module then reads \r, \n and \r\n line ends itself, as its docs require
+            rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t" if kind == ".tsv" else ","))
+        except csv.Error as e:
+            raise DataFileError(f"{path}: not a readable {kind[1:].upper()} file ({e}); fix the quoting or "
+                                "pass one design per line") from None
         rows_numbered = [(i + 1, r) for i, r in enumerate(rows) if any(c.strip() for c in r)]
         if not rows_numbered:
             raise DataFileError(f"{path}: the file is empty; it needs a header row with a {column!r} column "
                                 "and one design per row")
         header = [c.strip().lower() for c in rows_numbered[0][1]]
         if column not in header:
-            shown = ", ".join(header).replace("\r", "\\r").replace("\n", "\\n")[:200]  # one error line
-            raise DataFileError(f"{path}: no {column!r} column (the header has: {shown}); "
+            raise DataFileError(f"{path}: no {column!r} column (the header has: {', '.join(header)[:200]}); "
                                 f"name the column of designs {column!r}")
         j = header.index(column)
         for n, row in rows_numbered[1:]:
