@@ -141,3 +141,33 @@ def test_set_metrics_reports_fcd_to_test_extra_coverage_and_domain_metrics():
     assert out["frechet_to_reference"] == pytest.approx(0.0, abs=1e-3) and out["frechet_to_test"] > 1.0
     assert out["coverage_0.9"] <= out["coverage"] <= out["coverage_0.7"]
     assert out["held_out_scaffolds"] == 1 and out["outside_restriction_fraction"] == pytest.approx(2 / 6)
+
+
+def test_canonical_and_fingerprint_caches_are_read_back_and_survive_corruption(tmp_path, monkeypatch):
+    from flowdisco.domains.molecules import cache_dir, cached_canonical, cached_morgan_bits, morgan_bits
+
+    monkeypatch.setenv("FLOWDISCO_CACHE", str(tmp_path))
+    smiles = ["OCC", "C(C)O", "not a smiles", "c1ccccc1"]
+    assert cached_canonical("t", smiles) == ["CCO", "CCO", None, "c1ccccc1"]
+    (path,) = cache_dir().glob("t-canonical-*.json")
+    path.write_text('["planted", "CCO", null, "c1ccccc1"]')  # a second call reads the file, not RDKit
+    assert cached_canonical("t", smiles)[0] == "planted"
+    path.write_text("[truncated")  # a corrupt cache is recomputed and rewritten, never an error
+    assert cached_canonical("t", smiles) == ["CCO", "CCO", None, "c1ccccc1"]
+    assert cached_canonical("t", smiles) == ["CCO", "CCO", None, "c1ccccc1"]
+
+    bits = cached_morgan_bits("t", smiles)
+    assert torch.equal(bits, morgan_bits(smiles)) and bits[2].sum() == 0
+    assert torch.equal(cached_morgan_bits("t", smiles), bits)  # unpacked from disk bit for bit
+    (fp_path,) = cache_dir().glob("t-morgan-*.safetensors")
+    fp_path.write_bytes(b"garbage")
+    assert torch.equal(cached_morgan_bits("t", smiles), bits)
+
+
+def test_dataset_keys_and_reference_designs_are_canonical(qm9):
+    keys = qm9.dataset_keys()
+    n_all = sum(len(v) for v in qm9.splits().values())
+    assert 0.99 * n_all <= len(keys) <= n_all
+    ref = qm9.reference_designs()
+    assert len(ref) == len(qm9.training_data())
+    assert all(r == canonical(r) for r in ref[:200]) and set(ref) <= keys

@@ -94,9 +94,14 @@ class GraphSpec:
                 return None
             i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
             bonds[i, j] = bonds[j, i] = np.eye(B, dtype=np.float32)[order]
-        x = np.concatenate([atoms, bonds.reshape(N, N * B)], axis=1)
-        mask = self.mask_for_sizes(torch.tensor([n]))[0].numpy()
-        return torch.from_numpy((2 * x - 1) * self.scale * mask)
+        # the mask of mask_for_sizes, built in numpy (per molecule, torch ops cost a quarter of the time)
+        atoms = (2 * atoms - 1) * self.scale
+        atoms[n:] = 0
+        pair = np.zeros((N, N, 1), dtype=np.float32)
+        pair[:n, :n] = 1
+        pair[np.arange(N), np.arange(N)] = 0
+        bonds = (2 * bonds - 1) * self.scale * pair
+        return torch.from_numpy(np.concatenate([atoms, bonds.reshape(N, N * B)], axis=1))
 
     # ------------------------------------------------------------------ decode
     def decode(self, x: Tensor, mask: Tensor | None = None) -> list[str]:
