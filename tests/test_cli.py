@@ -63,6 +63,11 @@ def test_pretrain_sample_evaluate(tmp_path, capsys):
                  "--json", str(tmp_path / "e.json"), *TINY]) == 0
     stats = json.loads((tmp_path / "e.json").read_text())
     assert 0 <= stats["validity"] <= 1 and stats["n_valid"] == 20
+    # the JSON says what was measured, on what, and how: enough to reproduce it
+    saved = json.loads((run / "model" / "flowdisco_model.json").read_text())
+    assert stats["model_sha256"] == saved["sha256"] and stats["domain"] == "toy2d"
+    assert (stats["n_samples"], stats["steps"], stats["solver"]) == (100, 10, "euler")
+    assert stats["provenance"]["command"].endswith("--json " + str(tmp_path / "e.json") + " " + " ".join(TINY))
     # an existing run is not overwritten without --resume; with --resume it continues (already done)
     assert main(["pretrain", "toy2d", "--steps", "20", "--run-dir", str(run), *TINY]) == 2
     assert "--resume" in capsys.readouterr().err

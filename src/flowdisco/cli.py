@@ -540,7 +540,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from flowdisco.evaluate import evaluate, format_table
     from flowdisco.flow.model import FlowModel
     from flowdisco.io import atomic_write_json
+    from flowdisco.pretrain import model_sha256
+    from flowdisco.runs import provenance
 
+    started = provenance(args.device)  # the command, machine and start time, for --json
     model = FlowModel.load(args.model, map_location=args.device)
     dom = _configure_verifier(_domain_for(model, args.domain), args)
     stats = evaluate(model, dom, n_samples=args.n_samples, n_valid=args.n_valid, seed=args.seed,
@@ -552,7 +555,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     print(format_table({str(args.model): stats}, [k for k in [*TABLE_KEYS, "seconds"] if k in stats]))
     if args.json:
-        atomic_write_json(args.json, {"model": str(args.model), "seed": args.seed, **stats})
+        atomic_write_json(args.json, {"model": str(args.model), "model_sha256": model_sha256(args.model),
+                                      "domain": dom.name, "seed": args.seed, "n_samples": args.n_samples,
+                                      "n_valid_requested": args.n_valid, "steps": args.steps,
+                                      "solver": args.solver, **stats, "provenance": started})
     return 0
 
 
@@ -755,7 +761,10 @@ def main(argv: list[str] | None = None) -> int:
     _setup(args)
     from flowdisco.domains import UnknownNameError
     from flowdisco.io import CheckpointError
-    from flowdisco.runs import RunDirError
+    from flowdisco.runs import RunDirError, set_command
+
+    # main(argv) called from Python: record that command, not the host program's sys.argv
+    set_command(["flowdisco", *argv] if argv is not None else None)
 
     try:
         return COMMANDS[args.command](args)
@@ -766,6 +775,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flowdisco {args.command}: interrupted (a run directory can be continued with --resume)",
               file=sys.stderr)
         return 130
+    finally:
+        set_command(None)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,23 @@ class RunDirError(RuntimeError):
     """A run directory cannot be used as asked (exists without --resume, or config differs)."""
 
 
+_COMMAND: list[str] | None = None  # set by the CLI when it is called with an explicit argv
+
+
+def set_command(words: list[str] | None) -> None:
+    """Record the command line that provenance reports (None: the process's own sys.argv)."""
+    global _COMMAND
+    _COMMAND = list(words) if words is not None else None
+
+
+def current_command() -> str:
+    words = _COMMAND if _COMMAND is not None else [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else []
+    return " ".join(words)
+
+
 def provenance(device: str | torch.device = "cpu") -> dict[str, Any]:
     return {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+        "command": current_command(),
         "flowdisco_version": __version__,
         "torch_version": torch.__version__,
         "python": platform.python_version(),

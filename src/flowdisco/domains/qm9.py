@@ -49,7 +49,8 @@ class QM9(MoleculeDomain):
         return [qm9_valid(s) for s in designs]
 
     def default_pretrain(self) -> dict[str, Any]:
-        # the shipped model's recipe (8,100 steps: where its 400 s on an H100 ended; see BENCHMARKS.md)
+        # stage 1 of the shipped model's recipe (8,100 steps: where its 400 s on an H100 ended); the later
+        # stages continue it with `--init` at lower learning rates (see BENCHMARKS.md)
         return {"steps": 8100, "batch_size": 512, "lr": 3e-3, "ema_sigma_rel": 0.05}
 
     def pretrained_model_path(self) -> str | None:
