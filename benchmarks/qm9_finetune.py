@@ -20,20 +20,16 @@ import time
 import torch
 
 from common import RESULTS, mean_std, write_result
-from flowdisco.domains import get_domain
 from flowdisco.flow.model import FlowModel
-from flowdisco.generate import generate
 from flowdisco.pretrain import pretrain
-from flowdisco.seeding import make_generator
+from qm9_stages import paired_validity
 
 SHIPPED = "src/flowdisco/assets/qm9_model"
 
 
 def score(model: FlowModel, n: int) -> dict[str, float]:
-    dom = get_domain("qm9")
-    g = generate(model, dom, n, generator=make_generator(0), steps=25)
-    valid = [d for d, ok in zip(g.designs, g.valid, strict=True) if ok]
-    return {"validity": float(g.valid.mean()), "uniqueness_of_valid": len(set(valid)) / max(len(valid), 1)}
+    out = paired_validity(model, n, steps=25)
+    return {"validity": out["validity"], "uniqueness_of_valid": out["unique_valid"] / max(out["n_valid"], 1)}
 
 
 def main() -> None:

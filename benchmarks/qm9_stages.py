@@ -27,6 +27,14 @@ from flowdisco.generate import generate
 from flowdisco.seeding import make_generator
 
 
+def paired_validity(model: FlowModel, n: int, steps: int) -> dict[str, float]:
+    """Validity and valid counts of ``n`` designs from evaluation seed 0's starting noise (the same for
+    every model, so models are compared on paired samples)."""
+    g = generate(model, get_domain("qm9"), n, generator=make_generator(0), steps=steps)
+    valid = [d for d, ok in zip(g.designs, g.valid, strict=True) if ok]
+    return {"validity": float(g.valid.mean()), "n_valid": len(valid), "unique_valid": len(set(valid))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="+", metavar="NAME=DIR")
@@ -36,18 +44,14 @@ def main() -> None:
     opts = ap.parse_args()
     torch.set_num_threads(opts.threads)
     started = time.time()
-    dom = get_domain("qm9")
     results = {}
     for spec in opts.models:
         name, sep, path = spec.partition("=")
         if not sep:
             ap.error(f"expected NAME=DIR, got {spec!r}")
         t0 = time.time()
-        model = FlowModel.load(path)
-        g = generate(model, dom, opts.n, generator=make_generator(0), steps=opts.steps)
-        valid = [d for d, ok in zip(g.designs, g.valid, strict=True) if ok]
-        results[name] = {"model": path, "validity": float(g.valid.mean()), "n_valid": len(valid),
-                         "unique_valid": len(set(valid)), "seconds": time.time() - t0}
+        results[name] = {"model": path, **paired_validity(FlowModel.load(path), opts.n, opts.steps),
+                         "seconds": time.time() - t0}
         print(json.dumps({name: results[name]}), flush=True)
     p = {k: v["validity"] for k, v in results.items()}
     stderr = {k: (v * (1 - v) / opts.n) ** 0.5 for k, v in p.items()}

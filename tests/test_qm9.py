@@ -148,20 +148,20 @@ def test_canonical_and_fingerprint_caches_are_read_back_and_survive_corruption(t
 
     monkeypatch.setenv("FLOWDISCO_CACHE", str(tmp_path))
     smiles = ["OCC", "C(C)O", "not a smiles", "c1ccccc1"]
-    assert cached_canonical("t", smiles) == ["CCO", "CCO", None, "c1ccccc1"]
-    (path,) = cache_dir().glob("t-canonical-*.json")
+    assert cached_canonical(smiles) == ["CCO", "CCO", None, "c1ccccc1"]
+    (path,) = cache_dir().glob("canonical-*.json")
     path.write_text('["planted", "CCO", null, "c1ccccc1"]')  # a second call reads the file, not RDKit
-    assert cached_canonical("t", smiles)[0] == "planted"
+    assert cached_canonical(smiles)[0] == "planted"
     path.write_text("[truncated")  # a corrupt cache is recomputed and rewritten, never an error
-    assert cached_canonical("t", smiles) == ["CCO", "CCO", None, "c1ccccc1"]
-    assert cached_canonical("t", smiles) == ["CCO", "CCO", None, "c1ccccc1"]
+    assert cached_canonical(smiles) == ["CCO", "CCO", None, "c1ccccc1"]
+    assert cached_canonical(smiles) == ["CCO", "CCO", None, "c1ccccc1"]
 
-    bits = cached_morgan_bits("t", smiles)
+    bits = cached_morgan_bits(smiles)
     assert torch.equal(bits, morgan_bits(smiles)) and bits[2].sum() == 0
-    assert torch.equal(cached_morgan_bits("t", smiles), bits)  # unpacked from disk bit for bit
-    (fp_path,) = cache_dir().glob("t-morgan-*.safetensors")
+    assert torch.equal(cached_morgan_bits(smiles), bits)  # unpacked from disk bit for bit
+    (fp_path,) = cache_dir().glob("morgan-*.safetensors")
     fp_path.write_bytes(b"garbage")
-    assert torch.equal(cached_morgan_bits("t", smiles), bits)
+    assert torch.equal(cached_morgan_bits(smiles), bits)
 
 
 def test_dataset_keys_and_reference_designs_are_canonical(qm9):

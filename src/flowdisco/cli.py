@@ -540,7 +540,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from flowdisco.evaluate import evaluate, format_table
     from flowdisco.flow.model import FlowModel
     from flowdisco.io import atomic_write_json
-    from flowdisco.pretrain import model_sha256
     from flowdisco.runs import provenance
 
     started = provenance(args.device)  # the command, machine and start time, for --json
@@ -555,7 +554,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     print(format_table({str(args.model): stats}, [k for k in [*TABLE_KEYS, "seconds"] if k in stats]))
     if args.json:
-        atomic_write_json(args.json, {"model": str(args.model), "model_sha256": model_sha256(args.model),
+        atomic_write_json(args.json, {"model": str(args.model), "model_sha256": model.loaded_sha256,
                                       "domain": dom.name, "seed": args.seed, "n_samples": args.n_samples,
                                       "n_valid_requested": args.n_valid, "steps": args.steps,
                                       "solver": args.solver, **stats, "provenance": started})

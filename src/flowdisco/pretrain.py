@@ -29,15 +29,6 @@ def data_file_record(dom: Domain) -> dict:
     return {"data_file": {"path": str(path), "sha256": sha256_file(path)}}
 
 
-def model_sha256(path: str | os.PathLike) -> str | None:
-    """The weights checksum recorded in a saved model's config (provenance of ``init``)."""
-    from flowdisco.flow.model import CONFIG_NAME, resolve_model_dir
-    from flowdisco.io import read_json
-
-    cfg = read_json(resolve_model_dir(path) / CONFIG_NAME, what="model config")
-    return cfg.get("sha256") if isinstance(cfg, dict) else None
-
-
 def build_model(domain: Domain, seed: int = 0, network: str | None = None,
                 network_kwargs: dict | None = None) -> FlowModel:
     """A freshly initialised FlowModel for ``domain`` (deterministic under ``seed``)."""
@@ -55,7 +46,7 @@ def build_model(domain: Domain, seed: int = 0, network: str | None = None,
 def init_model(domain: Domain, init: str | os.PathLike, network_kwargs: dict | None = None) -> FlowModel:
     """A model for ``domain`` that starts from the weights of the saved model ``init``: its network, with
     ``network_kwargs`` overrides that keep every weight's shape (a training setting such as
-    ``endpoint_loss``); anything else is a clear error."""
+    ``endpoint_loss``); anything else is a clear error. Its ``loaded_sha256`` is ``init``'s."""
     from flowdisco.io import CheckpointError
 
     src = FlowModel.load(init)
@@ -68,6 +59,7 @@ def init_model(domain: Domain, init: str | os.PathLike, network_kwargs: dict | N
     model = model_class(domain.flow_path)(src.network_name, kwargs, domain.shape, path=domain.flow_path,
                                           domain=domain.name, extra=src.extra)
     load_weights_strict(model.net, src.net.state_dict(), init)
+    model.loaded_sha256 = src.loaded_sha256
     return model
 
 
@@ -106,7 +98,7 @@ def pretrain(domain: str | Domain, *, steps: int | None = None, seed: int = 0,
     data = dom.training_set()
     run = None
     if run_dir is not None:  # under torchrun rank 0 writes, the other ranks read
-        init_record = {"init": {"path": str(init), "sha256": model_sha256(init)}} if init is not None else {}
+        init_record = {"init": {"path": str(init), "sha256": model.loaded_sha256}} if init is not None else {}
         run = open_run(run_dir, {"kind": "pretrain", "domain": dom.name, "seed": seed, **data_file_record(dom),
                                  **init_record,
                                  "network": model.network_name, "network_kwargs": model.network_kwargs,

@@ -35,8 +35,9 @@ def set_command(words: list[str] | None) -> None:
 
 
 def current_command() -> str:
-    words = _COMMAND if _COMMAND is not None else [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else []
-    return " ".join(words)
+    if _COMMAND is not None:
+        return " ".join(_COMMAND)
+    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else ""
 
 
 def provenance(device: str | torch.device = "cpu") -> dict[str, Any]:

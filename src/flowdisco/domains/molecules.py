@@ -48,11 +48,11 @@ def _digest(smiles: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(smiles).encode()).hexdigest()[:16]
 
 
-def cached_canonical(tag: str, smiles: Sequence[str]) -> list[str | None]:
-    """Canonical SMILES of ``smiles`` (None where RDKit cannot parse one), cached on disk: the
-    canonicalisation of a whole data set takes RDKit ~17 s for QM9, once per machine instead of once
-    per process."""
-    cached = cache_dir() / f"{tag}-canonical-{_digest(smiles)}.json"
+def cached_canonical(smiles: Sequence[str]) -> list[str | None]:
+    """Canonical SMILES of ``smiles`` (None where RDKit cannot parse one), cached on disk under the
+    list's checksum (so domains with the same molecules share it): the canonicalisation of a whole data
+    set takes RDKit ~17 s for QM9, once per machine instead of once per process."""
+    cached = cache_dir() / f"canonical-{_digest(smiles)}.json"
     if cached.is_file():
         try:
             out = read_json(cached, "canonical-SMILES cache")
@@ -66,10 +66,10 @@ def cached_canonical(tag: str, smiles: Sequence[str]) -> list[str | None]:
     return out
 
 
-def cached_morgan_bits(tag: str, smiles: Sequence[str]) -> Tensor:
-    """:func:`morgan_bits` of ``smiles``, cached on disk as packed bits (the training set's
-    fingerprints: ~14 s for QM9's 105,000 molecules)."""
-    cached = cache_dir() / f"{tag}-morgan-{_digest(smiles)}.safetensors"
+def cached_morgan_bits(smiles: Sequence[str]) -> Tensor:
+    """:func:`morgan_bits` of ``smiles``, cached on disk as packed bits under the list's checksum (the
+    training set's fingerprints: ~14 s for QM9's 105,000 molecules)."""
+    cached = cache_dir() / f"morgan-{_digest(smiles)}.safetensors"
     if cached.is_file():
         try:
             packed = load_tensors(cached)["packed"].numpy()
@@ -180,13 +180,22 @@ class MoleculeDomain(Domain):
         idx = torch.randint(len(self._train_sizes), (n,), generator=generator)
         return self.spec.mask_for_sizes(self._train_sizes[idx])
 
-    def canonical_of(self, smiles: Sequence[str]) -> list[str | None]:
-        """Canonical SMILES of molecules of this data set (looked up in the cached canonicalisation
-        of every split; computed for any other)."""
+    def data_set_smiles(self) -> list[str]:
+        """Every molecule of the data set, all splits: what :meth:`dataset_keys` holds."""
+        return [s for split in self.splits().values() for s in split]
+
+    def _canonical_map(self) -> dict[str, str | None]:
+        """Raw → canonical SMILES of :meth:`data_set_smiles` (cached on disk, see cached_canonical)."""
         if getattr(self, "_canonical", None) is None:
-            raw = [s for split in self.splits().values() for s in split]
-            self._canonical = dict(zip(raw, cached_canonical(self.name, raw), strict=True))
-        return [self._canonical[s] if s in self._canonical else canonical(s) for s in smiles]
+            raw = self.data_set_smiles()
+            self._canonical = dict(zip(raw, cached_canonical(raw), strict=True))
+        return self._canonical
+
+    def canonical_of(self, smiles: Sequence[str]) -> list[str | None]:
+        """Canonical SMILES of molecules of this data set (looked up in the cached canonicalisation;
+        computed for any other)."""
+        known = self._canonical_map()
+        return [known[s] if s in known else canonical(s) for s in smiles]
 
     def reference_designs(self) -> list[str]:
         if getattr(self, "_reference_designs", None) is None:
@@ -199,8 +208,7 @@ class MoleculeDomain(Domain):
     def dataset_keys(self) -> set[Hashable]:
         """Canonical SMILES of every molecule in the data set (all splits)."""
         if getattr(self, "_dataset_keys", None) is None:
-            self.canonical_of([])
-            self._dataset_keys = {c for c in self._canonical.values() if c}
+            self._dataset_keys = {c for c in self._canonical_map().values() if c}
         return self._dataset_keys
 
     def plot_designs(self, path: str, designs: Sequence[Any], legends: Sequence[str] = ()) -> bool:
@@ -279,6 +287,6 @@ class MoleculeDomain(Domain):
         from rdkit import DataStructs
 
         if self._ref_fps is None:
-            self._ref_fps = _bitvects(cached_morgan_bits(f"{self.name}-reference", self.reference_designs()))
+            self._ref_fps = _bitvects(cached_morgan_bits(self.reference_designs()))
         return torch.tensor([max(DataStructs.BulkTanimotoSimilarity(fp, self._ref_fps))
                              for fp in _bitvects(descriptors)], dtype=torch.float64)

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from flowdisco.domains.base import package_dir, shipped_model_path
-from flowdisco.domains.molecules import MoleculeDomain, cached_canonical
-from flowdisco.domains.molgraph import GraphSpec, _rdkit
+from flowdisco.domains.molecules import MoleculeDomain
+from flowdisco.domains.molgraph import GraphSpec, _rdkit, canonical
 
 QM9_SPEC = GraphSpec(elements=("C", "N", "O", "F"), charges=(-1, 0, 1), max_atoms=9)
 
@@ -104,24 +104,17 @@ class QM9OutOfDistribution(QM9):
             self._splits = {k: [s for s in v if in_restriction(s)] for k, v in full.items()}
         return self._splits
 
-    def _full_canonical(self) -> list[str | None]:
-        """Canonical SMILES of every QM9 molecule of every split, held-out part included (the cache
-        file is qm9's)."""
+    def data_set_smiles(self) -> list[str]:
+        """All of QM9, held-out part included: a "new" molecule is not in QM9 (dataset_keys)."""
         self.splits()
-        return cached_canonical(QM9.name, [s for split in self._full_splits.values() for s in split])
-
-    def dataset_keys(self) -> set:
-        """Canonical SMILES of all of QM9 (held-out part included): a "new" molecule is not in QM9."""
-        if getattr(self, "_dataset_keys", None) is None:
-            self._dataset_keys = {k for k in self._full_canonical() if k}
-        return self._dataset_keys
+        return [s for split in self._full_splits.values() for s in split]
 
     def held_out(self) -> tuple[set[str], set[str]]:
         """(canonical SMILES, Murcko scaffolds) of the held-out part; a held-out scaffold occurs in
         held-out molecules and in no molecule inside the restriction (the empty scaffold excluded)."""
         if getattr(self, "_held_out", None) is None:
             inside_scaffolds, mols, scaffolds = set(), set(), set()
-            for key in self._full_canonical():
+            for key in self._canonical_map().values():
                 if not key:
                     continue
                 if in_restriction(key):
@@ -140,18 +133,13 @@ def ood_counts(dom: QM9OutOfDistribution, designs: Sequence[Any]) -> dict[str, f
     """Held-out molecules and scaffolds reached by valid designs, and their share outside the
     training restriction."""
     mols, scaffolds = dom.held_out()
-    keys = {k for k in map(canonical_smiles, designs) if k}
-    outside = [k for k in map(canonical_smiles, designs) if k and not in_restriction(k)]
+    canon = [k for k in map(canonical, designs) if k]
+    keys = set(canon)
+    outside = [k for k in canon if not in_restriction(k)]
     return {"outside_restriction_fraction": len(outside) / max(1, len(designs)),
             "held_out_molecules": float(len(keys & mols)),
             "held_out_scaffolds": float(len({murcko_scaffold(k) for k in keys} & scaffolds)),
             "outside_restriction_unique": float(len(set(outside)))}
-
-
-def canonical_smiles(smiles: str | None) -> str | None:
-    Chem = _rdkit()
-    mol = Chem.MolFromSmiles(smiles) if smiles else None
-    return Chem.MolToSmiles(mol) if mol is not None else None
 
 
 def murcko_scaffold(smiles: str) -> str:

@@ -62,6 +62,8 @@ class FlowModel(nn.Module):
         self.extra = dict(extra or {})
         self.path: LinearGaussianPath = self._make_path(path)
         self.net = net if net is not None else build_network(network, self.network_kwargs)
+        # sha256 of the weights file this model was loaded from (verified by load; None when not loaded)
+        self.loaded_sha256: str | None = None
 
     def _make_path(self, name: str) -> LinearGaussianPath:
         if name == "masked":
@@ -224,6 +226,7 @@ class FlowModel(nn.Module):
             raise CheckpointError(f"model config is invalid: {directory / CONFIG_NAME}: {e}") from None
         weights = load_tensors(directory / cfg.get("weights", WEIGHTS_NAME), expected_sha256=cfg.get("sha256"))
         load_weights_strict(model.net, weights, source=directory / cfg.get("weights", WEIGHTS_NAME))
+        model.loaded_sha256 = cfg.get("sha256")
         return model.to(map_location)
 
     def clone(self) -> FlowModel:
