@@ -6,7 +6,7 @@ with 1 thread each. Gradients are cut into 2 pieces (--grad-shards 2, UpdateFlow
 sampling into chunks, so the weights, the buffer and the metrics should be identical, not merely close;
 the benchmark checks that with flowdisco.runs.compare_runs and reports wall-clock ratios.
 
-    python benchmarks/distributed.py                 # 3 seeds (~20 min on 2 cores)
+    python benchmarks/distributed.py                 # 3 seeds (plan 40–50 min on 2 cores; --quick took 11 min)
     python benchmarks/distributed.py --seeds 0 --quick
 
 Writes benchmarks/results/distributed.json and distributed.png.

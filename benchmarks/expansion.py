@@ -64,12 +64,11 @@ def compare_methods(model: FlowModel, dom: Any, *, seeds: list[int], work: Path,
     runs: dict[str, dict[str, Any]] = {m: {} for m in METHODS}
     for seed in seeds:
         for method in METHODS:
-            t0 = time.time()
             run_dir = work / f"{method}-s{seed}"
             # an existing run with the same settings is continued (or, if complete, read back)
             run = fd.expand(model, dom, method=method, rounds=rounds, eval_every=eval_every, seed=seed,
                             run_dir=run_dir, resume=(run_dir / "config.json").is_file(), progress=False, **options)
-            timing[method].append(time.time() - t0)
+            timing[method].append(recorded_seconds(run))
             runs[method][str(seed)] = run
             evals = run.evaluations()
             curve: dict[str, list] = {"round": [h["round"] for h in evals]}
@@ -116,6 +115,12 @@ def compare_methods(model: FlowModel, dom: Any, *, seeds: list[int], work: Path,
                                                           zip(last("actflow", k), last("rec-f", k), strict=True)])
     return {"per_seed": per_seed, "final": final, "discovered": found, "discovered_summary": found_summary,
             "ratios": ratios, "method_seconds": {m: mean_std(v) for m, v in timing.items()}, "runs": runs}
+
+
+def recorded_seconds(run: Any) -> float:
+    """Seconds of work a run recorded (its rounds and evaluations): the same whether the run was made
+    by this process, resumed, or read back finished."""
+    return float(sum(h.get("round_seconds", 0.0) + h.get("eval", {}).get("seconds", 0.0) for h in run.history))
 
 
 def new_designs(run: Any, dom: Any) -> dict[str, float]:

@@ -18,6 +18,8 @@ evaluation samples and among every valid design generated during the run.
     python benchmarks/molecules.py qm9                          # 3 seeds × 12 rounds of 250 fine-tuning steps
     python benchmarks/molecules.py qm9-ood --pretrain-steps 8000
     python benchmarks/molecules.py qm9 --rounds 2 --seeds 0 --work-dir runs/quick   # quick look
+    python benchmarks/molecules.py qm9 --seeds 0 --set warmup_valid=1024 warmup_batch=1024 \\
+        --work-dir runs/bench-qm9-w1024 --name qm9_w1024               # a variant, in its own result file
 
 A killed benchmark continues where it stopped when run again with the same arguments: finished
 runs are read back from their run directories, unfinished ones resume (--fresh starts over).
@@ -49,6 +51,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("domain", choices=sorted(OUTPUT))
     ap.add_argument("--max-train", type=int, default=None, help="moses: training molecules used")
+    ap.add_argument("--name", default=None,
+                    help="result name: benchmarks/results/NAME.json and its plots (default: qm9, qm9_ood or moses)")
     common_arguments(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -74,7 +78,7 @@ def main() -> None:
     goals = {"actflow_coverage_at_least_1.5x_pretrained": ratios["actflow_coverage_over_pretrained"]["mean"] >= 1.5,
              "actflow_coverage_at_least_1.3x_rec_f": ratios["actflow_coverage_over_rec_f"]["mean"] >= 1.3,
              "actflow_validity_not_below_pretrained": ratios["actflow_validity_minus_pretrained"]["mean"] >= 0.0}
-    name = OUTPUT[args.domain]
+    name = args.name or OUTPUT[args.domain]
     keys = ["validity", "coverage", "vendi", "frechet_to_test"]
     if args.domain == "qm9-ood":
         keys = ["validity", "coverage", "outside_restriction_fraction", "held_out_scaffolds"]

@@ -26,6 +26,7 @@ import torch
 
 import flowdisco as fd
 from common import RESULTS, mean_std, write_result
+from expansion import recorded_seconds
 from flowdisco.domains.toy2d import GRID
 from flowdisco.expand.surrogates import GPSurrogate
 from flowdisco.io import load_tensors
@@ -70,7 +71,7 @@ def main() -> None:
             per_seed[method][str(seed)] = curve
             if "pretrained" not in per_seed or str(seed) not in per_seed["pretrained"]:
                 per_seed["pretrained"][str(seed)] = {k: evals[0]["eval"].get(k) for k in KEYS}
-            timing[method].append(time.time() - t0)
+            timing[method].append(recorded_seconds(run))
             first, last = evals[0]["eval"], evals[-1]["eval"]
             print(f"  {method:8s} {time.time() - t0:6.1f} s: generable coverage {first['generable_coverage']:.3f}"
                   f" → {last['generable_coverage']:.3f}, mass outside {last['mass_outside']:.3f}, "
