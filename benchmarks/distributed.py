@@ -5,7 +5,7 @@ line in three ways: 1 process × 1 thread, 1 process × 2 threads, and `torchrun
 with 1 thread each. Gradients are cut into 2 pieces (--grad-shards 2, UpdateFlow's grad_shards=2) and
 sampling into chunks, so the weights and the buffer should be identical, not merely close (the
 evaluation's FCDs differed in the last digits at full size, cause not traced); the benchmark
-checks that with flowdisco.runs.compare_runs, records each metric's largest difference, and reports
+checks that with flowdisco.runs.compare_runs, records the largest difference of any metric, and reports
 wall-clock ratios.
 
     python benchmarks/distributed.py                 # 3 seeds (32 min on 2 cores; --quick 11 min)
