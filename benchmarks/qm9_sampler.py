@@ -19,11 +19,9 @@ import time
 import torch
 
 from common import write_result
-from flowdisco.domains import get_domain
 from flowdisco.flow.model import FlowModel
 from flowdisco.flow.solvers import NoiseSchedule
-from flowdisco.generate import generate
-from flowdisco.seeding import make_generator
+from qm9_stages import paired_validity
 
 SHIPPED = "src/flowdisco/assets/qm9_model"
 SOLVER_NAMES = {"euler": "euler", "heun": "heun", "em": "euler-maruyama"}
@@ -50,17 +48,15 @@ def main() -> None:
         ap.error(str(e))
     torch.set_num_threads(opts.threads)
     started = time.time()
-    model, dom = FlowModel.load(opts.model), get_domain("qm9")
+    model = FlowModel.load(opts.model)
     results = {}
     for name, steps in samplers:
         noise = NoiseSchedule("memoryless", 1.0) if name == "em" else None
         t0 = time.time()
-        g = generate(model, dom, opts.n, generator=make_generator(0), steps=steps, solver=SOLVER_NAMES[name],
-                     noise=noise)
-        valid = [d for d, ok in zip(g.designs, g.valid, strict=True) if ok]
-        p = float(g.valid.mean())
+        out = paired_validity(model, opts.n, steps, solver=SOLVER_NAMES[name], noise=noise)
+        p = out["validity"]
         results[f"{name}:{steps}"] = {"validity": p, "binomial_stderr": (p * (1 - p) / opts.n) ** 0.5,
-                                      "unique_valid": len(set(valid)), "seconds": time.time() - t0}
+                                      "unique_valid": out["unique_valid"], "seconds": time.time() - t0}
         print(json.dumps({f"{name}:{steps}": results[f"{name}:{steps}"]}), flush=True)
     write_result("qm9_sampler", {"model": opts.model, "model_sha256": model.loaded_sha256, "n": opts.n,
                                  "eval_seed": 0, "threads": opts.threads, "samplers": results}, started)

@@ -23,14 +23,16 @@ import torch
 from common import write_result
 from flowdisco.domains import get_domain
 from flowdisco.flow.model import FlowModel
+from flowdisco.flow.solvers import NoiseSchedule
 from flowdisco.generate import generate
 from flowdisco.seeding import make_generator
 
 
-def paired_validity(model: FlowModel, n: int, steps: int) -> dict[str, float]:
+def paired_validity(model: FlowModel, n: int, steps: int, solver: str = "euler",
+                    noise: NoiseSchedule | None = None) -> dict[str, float]:
     """Validity and valid counts of ``n`` designs from evaluation seed 0's starting noise (the same for
-    every model, so models are compared on paired samples)."""
-    g = generate(model, get_domain("qm9"), n, generator=make_generator(0), steps=steps)
+    every model and sampler, so they are compared on paired samples)."""
+    g = generate(model, get_domain("qm9"), n, generator=make_generator(0), steps=steps, solver=solver, noise=noise)
     valid = [d for d, ok in zip(g.designs, g.valid, strict=True) if ok]
     return {"validity": float(g.valid.mean()), "n_valid": len(valid), "unique_valid": len(set(valid))}
 
