@@ -2,7 +2,8 @@
 
 Each arm starts from the shipped model (``flowdisco pretrain qm9 --init ...``), trains ``--steps`` more
 steps at batch 512 with the power EMA (σ_rel 0.05), and is scored by the validity and uniqueness of
-``--eval-samples`` designs (Euler, 25 steps, evaluation seed 0, identical starting noise for every arm).
+``--eval-samples`` designs (Euler, ``--eval-steps`` steps, default 100 as in the shipped model's evaluation;
+evaluation seed 0, identical starting noise for every arm).
 ``base`` is the shipped model itself; ``mse`` continues with its own loss; ``ce`` switches the endpoint
 loss to the cross-entropy of the class probabilities (``--net endpoint_loss=ce``).
 
@@ -22,13 +23,11 @@ import torch
 from common import RESULTS, mean_std, write_result
 from flowdisco.flow.model import FlowModel
 from flowdisco.pretrain import pretrain
-from qm9_stages import paired_validity
-
-SHIPPED = "src/flowdisco/assets/qm9_model"
+from qm9_stages import SHIPPED, paired_validity
 
 
-def score(model: FlowModel, n: int) -> dict[str, float]:
-    out = paired_validity(model, n, steps=25)
+def score(model: FlowModel, n: int, steps: int) -> dict[str, float]:
+    out = paired_validity(model, n, steps=steps)
     return {"validity": out["validity"], "uniqueness_of_valid": out["unique_valid"] / max(out["n_valid"], 1)}
 
 
@@ -39,6 +38,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="training seeds (batches, noise)")
     ap.add_argument("--eval-samples", type=int, default=1000)
+    ap.add_argument("--eval-steps", type=int, default=100, help="Euler steps of the evaluation sampler")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     opts = ap.parse_args()
@@ -56,7 +56,8 @@ def main() -> None:
                                  network_kwargs={"endpoint_loss": arm}, device=opts.device).to("cpu")
             train_s = time.time() - t0
             result = {"arm": arm, "seed": seed, "steps": 0 if arm == "base" else opts.steps, "lr": opts.lr,
-                      "train_seconds": train_s, **score(model, opts.eval_samples), "eval_samples": opts.eval_samples}
+                      "train_seconds": train_s, **score(model, opts.eval_samples, opts.eval_steps),
+                      "eval_samples": opts.eval_samples, "eval_steps": opts.eval_steps}
             print(json.dumps(result), flush=True)
             runs[f"{arm}-steps{result['steps']}-s{seed}"] = result
     summary = {}

@@ -21,9 +21,8 @@ import torch
 from common import write_result
 from flowdisco.flow.model import FlowModel
 from flowdisco.flow.solvers import NoiseSchedule
-from qm9_stages import paired_validity
+from qm9_stages import SHIPPED, binomial_stderr, paired_validity
 
-SHIPPED = "src/flowdisco/assets/qm9_model"
 SOLVER_NAMES = {"euler": "euler", "heun": "heun", "em": "euler-maruyama"}
 
 
@@ -55,7 +54,7 @@ def main() -> None:
         t0 = time.time()
         out = paired_validity(model, opts.n, steps, solver=SOLVER_NAMES[name], noise=noise)
         p = out["validity"]
-        results[f"{name}:{steps}"] = {"validity": p, "binomial_stderr": (p * (1 - p) / opts.n) ** 0.5,
+        results[f"{name}:{steps}"] = {"validity": p, "binomial_stderr": binomial_stderr(p, opts.n),
                                       "unique_valid": out["unique_valid"], "seconds": time.time() - t0}
         print(json.dumps({f"{name}:{steps}": results[f"{name}:{steps}"]}), flush=True)
     write_result("qm9_sampler", {"model": opts.model, "model_sha256": model.loaded_sha256, "n": opts.n,

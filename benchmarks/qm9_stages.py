@@ -22,10 +22,19 @@ import torch
 
 from common import write_result
 from flowdisco.domains import get_domain
+from flowdisco.domains.base import shipped_model_path
 from flowdisco.flow.model import FlowModel
 from flowdisco.flow.solvers import NoiseSchedule
 from flowdisco.generate import generate
 from flowdisco.seeding import make_generator
+
+# the shipped QM9 model, found through the installed package (so the scripts run from any directory)
+SHIPPED = shipped_model_path("qm9_model")
+
+
+def binomial_stderr(p: float, n: int) -> float:
+    """Standard error of a proportion ``p`` measured on ``n`` independent designs."""
+    return (p * (1 - p) / n) ** 0.5
 
 
 def paired_validity(model: FlowModel, n: int, steps: int, solver: str = "euler",
@@ -56,7 +65,7 @@ def main() -> None:
                          "seconds": time.time() - t0}
         print(json.dumps({name: results[name]}), flush=True)
     p = {k: v["validity"] for k, v in results.items()}
-    stderr = {k: (v * (1 - v) / opts.n) ** 0.5 for k, v in p.items()}
+    stderr = {k: binomial_stderr(v, opts.n) for k, v in p.items()}
     write_result("qm9_stages", {"n": opts.n, "sampler": f"euler, {opts.steps} steps", "eval_seed": 0,
                                 "models": results, "binomial_stderr": stderr}, started)
 
