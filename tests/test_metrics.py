@@ -62,4 +62,11 @@ def test_frechet_from_stats_on_singular_diagonal_covariances_matches_the_closed_
     assert got == pytest.approx(expected, abs=1e-9)
     rot = np.linalg.qr(np.random.default_rng(1).normal(size=(4, 4)))[0]  # same in any basis
     assert frechet_from_stats(rot @ mu1, rot @ np.diag(va) @ rot.T, rot @ mu2, rot @ np.diag(vb) @ rot.T) == (
-        pytest.approx(expected, abs=1e-6))  # √ of round-off eigenvalues (1e-16) costs 1e-8
+        pytest.approx(expected, abs=1e-12))  # round-off eigenvalues (1e-16) are zeroed, not rooted (1e-8)
+
+
+def test_frechet_distance_with_fewer_samples_than_dimensions_is_free_of_round_off_noise():
+    # 30 samples in 64 dimensions: each covariance has 35 zero eigenvalues that come out as ±1e-16;
+    # their square roots (1e-8 each) used to leave about 1e-6 of BLAS-dependent noise in the distance
+    a = np.random.default_rng(2).normal(size=(30, 64))
+    assert frechet_distance(a, a[::-1]) == pytest.approx(0.0, abs=1e-11)
