@@ -8,8 +8,10 @@ evaluation seed 0, identical starting noise for every arm).
 loss to the cross-entropy of the class probabilities (``--net endpoint_loss=ce``).
 
     python benchmarks/qm9_finetune.py --arms base mse ce --steps 600 --seeds 1 2 3
+    python benchmarks/qm9_finetune.py --arms mse ce --lr 1e-4 --steps 600 --seeds 1 2 3
 
-Writes benchmarks/results/qm9_finetune.json (arms × training seeds; merged with earlier arms/seeds).
+Writes benchmarks/results/qm9_finetune.json (arms × learning rates × training seeds; merged with earlier
+runs).
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from common import RESULTS, mean_std, write_result
 from flowdisco.flow.model import FlowModel
 from flowdisco.pretrain import pretrain
 from qm9_stages import SHIPPED, paired_validity
+
+
+def run_key(r: dict) -> str:
+    """The key of one arm × learning rate × seed in the JSON (the base model has no learning rate)."""
+    return r["arm"] if r["arm"] == "base" else f"{r['arm']}-steps{r['steps']}-lr{r['lr']:g}-s{r['seed']}"
 
 
 def score(model: FlowModel, n: int, steps: int) -> dict[str, float]:
@@ -45,7 +52,8 @@ def main() -> None:
     torch.set_num_threads(opts.threads)
     started = time.time()
     path = RESULTS / "qm9_finetune.json"
-    runs: dict[str, dict] = json.loads(path.read_text())["runs"] if path.is_file() else {}
+    earlier = json.loads(path.read_text())["runs"].values() if path.is_file() else []
+    runs: dict[str, dict] = {run_key(r): r for r in earlier}
     for arm in opts.arms:
         for seed in ([0] if arm == "base" else opts.seeds):
             t0 = time.time()
@@ -59,12 +67,12 @@ def main() -> None:
                       "train_seconds": train_s, **score(model, opts.eval_samples, opts.eval_steps),
                       "eval_samples": opts.eval_samples, "eval_steps": opts.eval_steps}
             print(json.dumps(result), flush=True)
-            runs[f"{arm}-steps{result['steps']}-s{seed}"] = result
+            runs[run_key(result)] = result
     summary = {}
-    for key in sorted({(r["arm"], r["steps"]) for r in runs.values()}):
-        rows = [r for r in runs.values() if (r["arm"], r["steps"]) == key]
-        summary[f"{key[0]}-steps{key[1]}"] = {"validity": mean_std([r["validity"] for r in rows]),
-                                             "seeds": sorted(r["seed"] for r in rows)}
+    for group in sorted({run_key({**r, "seed": "*"}) for r in runs.values()}):
+        rows = [r for r in runs.values() if run_key({**r, "seed": "*"}) == group]
+        summary[group.removesuffix("-s*")] = {"validity": mean_std([r["validity"] for r in rows]),
+                                              "seeds": sorted(r["seed"] for r in rows)}
     write_result("qm9_finetune", {"runs": runs, "summary": summary}, started)
 
 
