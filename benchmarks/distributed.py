@@ -13,7 +13,7 @@ ratios.
     python benchmarks/distributed.py --seeds 0 --quick
     python benchmarks/distributed.py --seeds 0 --jobs actflow-qm9 --name distributed_actflow_s0
 
-Writes benchmarks/results/distributed.json and distributed.png.
+Writes benchmarks/results/NAME.json and NAME.png (NAME: --name, default distributed).
 """
 
 from __future__ import annotations

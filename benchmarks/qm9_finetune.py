@@ -68,11 +68,11 @@ def main() -> None:
                       "eval_samples": opts.eval_samples, "eval_steps": opts.eval_steps}
             print(json.dumps(result), flush=True)
             runs[run_key(result)] = result
-    summary = {}
-    for group in sorted({run_key({**r, "seed": "*"}) for r in runs.values()}):
-        rows = [r for r in runs.values() if run_key({**r, "seed": "*"}) == group]
-        summary[group.removesuffix("-s*")] = {"validity": mean_std([r["validity"] for r in rows]),
-                                              "seeds": sorted(r["seed"] for r in rows)}
+    groups: dict[str, list[dict]] = {}  # arm × steps × lr → its seeds' runs
+    for r in runs.values():
+        groups.setdefault(run_key({**r, "seed": "*"}).removesuffix("-s*"), []).append(r)
+    summary = {g: {"validity": mean_std([r["validity"] for r in rows]), "seeds": sorted(r["seed"] for r in rows)}
+               for g, rows in sorted(groups.items())}
     write_result("qm9_finetune", {"runs": runs, "summary": summary}, started)
 
 

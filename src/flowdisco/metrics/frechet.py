@@ -41,5 +41,5 @@ def frechet_from_stats(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.
 def _drop_round_off(eigenvalues: np.ndarray) -> np.ndarray:
     """Eigenvalues [d] of a symmetric PSD matrix, those below the numerical-rank tolerance
     (d · machine ε · largest, as in ``numpy.linalg.matrix_rank``) set to zero."""
-    tol = max(float(eigenvalues.max(initial=0.0)), 0.0) * len(eigenvalues) * np.finfo(eigenvalues.dtype).eps
+    tol = float(eigenvalues.max(initial=0.0)) * len(eigenvalues) * np.finfo(eigenvalues.dtype).eps
     return np.where(eigenvalues > tol, eigenvalues, 0.0)
