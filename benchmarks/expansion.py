@@ -55,9 +55,12 @@ def _pretrain_info(run_dir: Path, dom: Any) -> dict[str, Any]:
 
 def compare_methods(model: FlowModel, dom: Any, *, seeds: list[int], work: Path, keys: list[str],
                     options: dict[str, Any], rounds: int | None = None, eval_every: int | None = None,
+                    method_options: dict[str, dict[str, Any]] | None = None,
                     discovered: Callable[[Any, Any], dict[str, float]] | None = None,
                     summary: Callable[[dict], str] | None = None) -> dict[str, Any]:
-    """Run every method for every seed; returns per_seed, final, discovered(_summary), ratios, seconds."""
+    """Run every method for every seed; returns per_seed, final, discovered(_summary), ratios, seconds.
+
+    ``method_options`` {method: options} are added to ``options`` for that method only."""
     per_seed: dict[str, dict[str, dict]] = {m: {} for m in ["pretrained", *METHODS]}
     found: dict[str, dict[str, dict]] = {m: {} for m in METHODS}
     timing: dict[str, list[float]] = {m: [] for m in METHODS}
@@ -67,7 +70,8 @@ def compare_methods(model: FlowModel, dom: Any, *, seeds: list[int], work: Path,
             run_dir = work / f"{method}-s{seed}"
             # an existing run with the same settings is continued (or, if complete, read back)
             run = fd.expand(model, dom, method=method, rounds=rounds, eval_every=eval_every, seed=seed,
-                            run_dir=run_dir, resume=(run_dir / "config.json").is_file(), progress=False, **options)
+                            run_dir=run_dir, resume=(run_dir / "config.json").is_file(), progress=False,
+                            **{**options, **(method_options or {}).get(method, {})})
             timing[method].append(recorded_seconds(run))
             runs[method][str(seed)] = run
             evals = run.evaluations()
@@ -174,6 +178,9 @@ def common_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--net", nargs="*", default=[], metavar="KEY=JSON",
                     help="network settings when this script pre-trains (e.g. edge_dim=0: the pre-edge network)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="expand options for every method")
+    ap.add_argument("--actflow-set", nargs="*", default=[], metavar="KEY=JSON",
+                    help="expand options for ActFlow only (e.g. surrogate=gp guidance_strength=3); the baselines' "
+                         "runs keep their settings, so finished baseline runs in the work dir are read back")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--fresh", action="store_true",
                     help="delete earlier runs in the work dir (default: continue or reuse them)")

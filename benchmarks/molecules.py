@@ -20,6 +20,8 @@ evaluation samples and among every valid design generated during the run.
     python benchmarks/molecules.py qm9 --rounds 2 --seeds 0 --work-dir runs/quick   # quick look
     python benchmarks/molecules.py qm9 --seeds 0 --set warmup_valid=1024 warmup_batch=1024 \\
         --work-dir runs/bench-qm9-w1024 --name qm9_w1024               # a variant, in its own result file
+    python benchmarks/molecules.py qm9 --actflow-set surrogate=gp guidance_strength=3 \
+        --work-dir runs/bench-qm9-gp --name qm9_gp      # ActFlow variant; copy finished baseline runs in to reuse them
 
 A killed benchmark continues where it stopped when run again with the same arguments: finished
 runs are read back from their run directories, unfinished ones resume (--fresh starts over).
@@ -60,6 +62,7 @@ def main() -> None:
     from flowdisco.cli import parse_settings
 
     options = parse_settings(args.set)
+    actflow_options = parse_settings(args.actflow_set)
     if args.domain in ("qm9", "qm9-ood"):
         options.setdefault("finetune_steps", QM9_BUDGET["finetune_steps"])
         args.rounds = args.rounds or QM9_BUDGET["rounds"]
@@ -72,7 +75,8 @@ def main() -> None:
         for sub in work.glob("*-s*"):
             shutil.rmtree(sub)
     res = compare_methods(model, dom, seeds=args.seeds, work=work, keys=KEYS, options=options, rounds=args.rounds,
-                          eval_every=args.eval_every, discovered=_discovered,
+                          eval_every=args.eval_every, method_options={"actflow": actflow_options},
+                          discovered=_discovered,
                           summary=lambda e: f", FCD test {e.get('frechet_to_test', float('nan')):.2f}")
     ratios = res["ratios"]
     goals = {"actflow_coverage_at_least_1.5x_pretrained": ratios["actflow_coverage_over_pretrained"]["mean"] >= 1.5,
@@ -88,7 +92,8 @@ def main() -> None:
         shutil.copyfile(grid, RESULTS / f"{name}_new_molecules.png")
     res.pop("runs")
     write_result(name, {"settings": vars(args), "domain": args.domain, "pretrain": pretrain_info,
-                        "expand_defaults": dom.expand_defaults(), "expand_options": options, **res,
+                        "expand_defaults": dom.expand_defaults(), "expand_options": options,
+                        "actflow_options": actflow_options, **res,
                         "goals": goals}, started)
     for k, v in ratios.items():
         if v is not None:

@@ -54,6 +54,7 @@ def main() -> None:
     from flowdisco.cli import parse_settings
 
     options = parse_settings(args.set)
+    actflow_options = parse_settings(args.actflow_set)
     seeds = [str(s) for s in args.seeds]
     out: dict = {"settings": vars(args), "domain": args.domain, "families": {}}
     for family in args.families or DEFAULT_FAMILIES[args.domain]:
@@ -66,7 +67,8 @@ def main() -> None:
                 shutil.rmtree(sub)
         print(f"== {name} ({family})", flush=True)
         res = compare_methods(model, dom, seeds=args.seeds, work=work, keys=KEYS, options=options,
-                              rounds=args.rounds, eval_every=args.eval_every)
+                              rounds=args.rounds, eval_every=args.eval_every,
+                              method_options={"actflow": actflow_options})
         runs = res.pop("runs")
         r = res["ratios"]
         res["goals"] = {
@@ -86,7 +88,7 @@ def main() -> None:
             if v is not None:
                 print(f"{k}: {v['mean']:.3f} ± {v['std']:.3f}")
         print("goals:", res["goals"], flush=True)
-    write_result(args.domain, {**out, "expand_options": options}, started)
+    write_result(args.domain, {**out, "expand_options": options, "actflow_options": actflow_options}, started)
 
 
 def _descriptor_plot(dom, runs: dict, seeds: list[str], path: Path, title: str) -> dict:

@@ -167,3 +167,28 @@ def test_anchor_replay_and_negative_gradient_run(pretrained):
     run = fd.expand(pretrained, "toy2d", rounds=1, seed=0, progress=False,
                     **{**FAST, "anchor_weight": 0.3, "negative_scale": 0.005})
     assert np.isfinite(run.history[-1]["finetune_loss"])
+
+
+def test_actflow_records_the_surrogate_uncertainty_of_its_drawn_designs(pretrained, caplog):
+    # a buffer ten times the round's draws: the spread must not be read off the buffer alone. A GP narrower
+    # than the toy's default, so that its buffer does not explain the new draws (σ ≈ 0 everywhere)
+    settings = {**FAST, "warmup_valid": 200, "warmup_batch": 256, "samples_per_round": 16,
+                "surrogate_options": {"lengthscale": 0.02}}
+    run = fd.expand(pretrained, "toy2d", rounds=1, seed=0, progress=False, **settings)
+    assert len(run.buffer) >= 10 * 16
+    rec = run.history[1]
+    q10, q50, q90 = (rec[f"surrogate_sigma_drawn_{q}"] for q in ("q10", "median", "q90"))
+    assert 0 <= q10 <= q50 <= q90 <= 1  # a GP's σ
+    # the GP is fitted on the buffer (σ ≈ its noise there); guidance draws designs away from it
+    assert rec["surrogate_sigma_buffer_median"] < 0.1 < q50 and rec["surrogate_sigma_spread"] > 0.5
+    assert "nearly flat" not in caplog.text
+    assert "surrogate_sigma_spread" not in fd.expand(pretrained, "toy2d", "rec-f", rounds=1, seed=0, progress=False,
+                                                     **settings).history[1]
+
+
+def test_actflow_warns_when_its_surrogate_gives_guidance_no_direction(pretrained, caplog):
+    # a GP far wider than the designs' spread: every design is as well explained as the buffer, σ is flat
+    run = fd.expand(pretrained, "toy2d", rounds=1, seed=0, progress=False,
+                    surrogate_options={"lengthscale": 1e3, "subset_radius": 0}, **FAST)
+    assert run.history[1]["surrogate_sigma_spread"] < 0.1
+    assert "nearly flat" in caplog.text and "surrogate=gp or a larger warmup_valid" in caplog.text

@@ -36,6 +36,7 @@ class UncertaintyGuidance:
         self.mean_weight = float(mean_weight)
         self.generator = generator
         self.max_norm = max_norm
+        self.last_reward: float | None = None  # mean r(x̂1) at the latest step (for logs and diagnostics)
 
     def fork(self, generator: torch.Generator) -> UncertaintyGuidance:
         """The same guidance drawing its φ-noise from ``generator`` (one per chunk of designs, so a
@@ -53,6 +54,7 @@ class UncertaintyGuidance:
 
     def __call__(self, state: GuidanceState) -> Tensor:
         r = self.reward(state.x1_hat, state.mask)
+        self.last_reward = float(r.detach().mean())
         (grad,) = torch.autograd.grad(r.sum(), state.x)
         w = state.g if self.weighting == "g" else torch.ones_like(state.g)
         u = self.strength * expand_time(w.to(grad.dtype), grad) * grad

@@ -58,6 +58,9 @@ from flowdisco.seeding import derive_seed, make_generator
 log = logging.getLogger("flowdisco")
 
 METHODS = ("actflow", "rec-f", "rec-nf")
+# joint spread of the surrogate's σ over the buffer and a round's designs (see _drawn_uncertainty) below
+# which σ is called flat
+FLAT_SPREAD = 0.1
 
 
 @dataclass
@@ -204,6 +207,7 @@ class _Loop:
         self.reference: torch.Tensor | None = None  # Fréchet features of the pre-trained model's valid samples
         self.valid_keys: set | None = None
         self.surrogate_inputs: dict[str, torch.Tensor] | None = None  # of the round in progress
+        self.warned_flat = False
 
     def seed(self, *tags: Any) -> int:
         return derive_seed(self.cfg.seed, *tags)
@@ -288,10 +292,13 @@ class _Loop:
             ts = time.perf_counter()
             g = self._sample(cfg.samples_per_round, make_generator(self.seed("sample", r)), guidance)
             record["sample_verify_seconds"] = time.perf_counter() - ts
+            if guidance is not None:
+                record.update(self._drawn_uncertainty(r, guidance, g))
             if self.store is not None:
                 if self.surrogate_inputs is not None:
                     self.store.save_pending_tensors(r, "surrogate_inputs", self.surrogate_inputs)
-                self.store.save_pending_samples(r, g, {k: v for k, v in record.items() if k.endswith("seconds")})
+                self.store.save_pending_samples(r, g, {k: v for k, v in record.items()
+                                                       if k.endswith("seconds") or k.startswith("surrogate_sigma")})
         known = self._valid_keys()
         new_valid = {self.dom.key(d) for d, v in zip(g.designs, g.valid, strict=True) if v} - known
         known |= new_valid
@@ -334,6 +341,33 @@ class _Loop:
         return UncertaintyGuidance(rep, surrogate, cfg.guidance_strength, cfg.guidance_weighting, cfg.mean_weight,
                                    generator=make_generator(self.seed("phi-guide", r)),
                                    max_norm=cfg.guidance_max_norm)
+
+    def _drawn_uncertainty(self, r: int, guidance: UncertaintyGuidance, g: Generated) -> dict[str, float]:
+        """The surrogate's σ over the designs the guided sampler drew (10/50/90 % quantiles), the same over
+        the buffer it was fitted on, and their joint spread: (the higher 90 % quantile − the lower 10 %
+        quantile) / the higher median. The two groups count alike, however large the buffer grows.
+
+        Guidance ascends σ, so a σ that barely varies over both gives it no direction. That happens when
+        the ensemble stops training at once (few designs, labels that φ does not predict) or a GP's
+        lengthscale is far wider than the features' spread; it is logged once per run, with what to change."""
+        feats = guidance.rep.features(g.x, g.mask, generator=make_generator(self.seed("phi-drawn", r)))
+        with torch.no_grad():
+            drawn = guidance.surrogate.uncertainty(feats).double()
+            fitted = guidance.surrogate.uncertainty(self.surrogate_inputs["features"]).double()
+        levels = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+        q10, q50, q90 = (float(v) for v in torch.quantile(drawn, levels))
+        b10, b50, b90 = (float(v) for v in torch.quantile(fitted, levels))
+        lo, hi = min(q10, b10), max(q90, b90)
+        spread = (hi - lo) / max(q50, b50, 1e-12)
+        if spread < FLAT_SPREAD and not self.warned_flat:
+            self.warned_flat = True
+            log.warning("%s round %d: the %s surrogate's uncertainty is nearly flat (σ %.3g–%.3g, 10–90 %% over "
+                        "the buffer and the drawn designs), so guidance has no direction to follow. With few "
+                        "designs the ensemble stops training at once; surrogate=gp or a larger warmup_valid "
+                        "gives it one.", self.dom.name, r, self.cfg.surrogate, lo, hi)
+        return {"surrogate_sigma_drawn_q10": q10, "surrogate_sigma_drawn_median": q50,
+                "surrogate_sigma_drawn_q90": q90, "surrogate_sigma_buffer_median": b50,
+                "surrogate_sigma_spread": spread}
 
     @property
     def discrete(self) -> bool:
