@@ -20,7 +20,7 @@ evaluation samples and among every valid design generated during the run.
     python benchmarks/molecules.py qm9 --rounds 2 --seeds 0 --work-dir runs/quick   # quick look
     python benchmarks/molecules.py qm9 --seeds 0 --set warmup_valid=1024 warmup_batch=1024 \\
         --work-dir runs/bench-qm9-w1024 --name qm9_w1024               # a variant, in its own result file
-    python benchmarks/molecules.py qm9 --actflow-set surrogate=gp guidance_strength=3 \
+    python benchmarks/molecules.py qm9 --actflow-set surrogate=gp guidance_strength=3 \\
         --work-dir runs/bench-qm9-gp --name qm9_gp      # ActFlow variant; copy finished baseline runs in to reuse them
 
 A killed benchmark continues where it stopped when run again with the same arguments: finished

@@ -136,15 +136,12 @@ def _trace(per_call: list[float], steps: int) -> list[float]:
 
 
 def plot(summary: dict[str, dict[str, Any]], strengths: list[float], path: str, surrogate: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from flowdisco.plotting import save_figure, subplots
 
     keys = [("validity", "validity"), ("sigma_mean", "surrogate σ of the designs"),
             ("clusters_added", "LeaderPicker clusters added (0.85)"),
             ("nn_tanimoto_to_buffer", "NN Tanimoto to buffer")]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2))
+    fig, axes = subplots(1, len(keys), figsize=(4 * len(keys), 3.2), dpi=110)
     xs = sorted(strengths)
     for ax, (k, label) in zip(axes, keys, strict=True):
         stats = [summary[f"{s:g}"].get(k) for s in xs]
@@ -156,8 +153,7 @@ def plot(summary: dict[str, dict[str, Any]], strengths: list[float], path: str, 
         ax.set_title(label, fontsize=10)
     fig.suptitle(f"ActFlow guidance strength ({surrogate} surrogate), one round from the shipped QM9 model "
                  "(mean ± std over seeds)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
 
 
 def main() -> None:
