@@ -115,3 +115,16 @@ def test_two_ranks_sharing_the_gpu_equal_one_process(tmp_path):
     assert torch.equal(one.buffer.x.cpu(), two["buffer.x"])
     for k, v in one.model.net.state_dict().items():
         assert torch.allclose(v.cpu(), two[f"net.{k}"], atol=1e-6), k
+
+
+def test_nccl_with_more_ranks_than_gpus_fails_with_one_clear_line(tmp_path):
+    """Two NCCL ranks on this node's GPU(s): the CLI names the fix instead of NCCL's own error."""
+    n = torch.cuda.device_count() + 1
+    env = {k: v for k, v in os.environ.items() if k != "FLOWDISCO_DIST_BACKEND"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n), "-m",
+           "flowdisco.cli", "pretrain", "toy2d", "--steps", "5", "--device", "cuda", "-q", "--run-dir",
+           str(tmp_path / "r")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode != 0
+    assert "FLOWDISCO_DIST_BACKEND=gloo" in proc.stderr and "NCCL needs one GPU per process" in proc.stderr
+    assert not (tmp_path / "r").exists()

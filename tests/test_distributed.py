@@ -121,3 +121,18 @@ def test_two_process_dit_training_matches_one_process(tmp_path):
                if '"loss"' in s] for d in ("one", "two")]
     assert len(losses[0]) >= 1 and np.allclose(losses[0], losses[1], atol=1e-5)
     assert (tmp_path / "two" / "samples.png").is_file()  # rank 0 finished the run's outputs
+
+
+def test_nccl_ranks_beyond_the_gpu_count_get_a_clear_error(monkeypatch):
+    from flowdisco import dist
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.delenv("FLOWDISCO_DIST_BACKEND", raising=False)
+    with pytest.raises(ValueError, match="--nproc_per_node 1, or set FLOWDISCO_DIST_BACKEND=gloo"):
+        dist.check_gpu_count(1)
+    dist.check_gpu_count(2)  # one GPU per process: fine
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        dist.check_gpu_count(0)
+    monkeypatch.setenv("FLOWDISCO_DIST_BACKEND", "gloo")
+    dist.check_gpu_count(1)  # gloo lets ranks share a GPU

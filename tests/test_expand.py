@@ -192,3 +192,16 @@ def test_actflow_warns_when_its_surrogate_gives_guidance_no_direction(pretrained
                     surrogate_options={"lengthscale": 1e3, "subset_radius": 0}, **FAST)
     assert run.history[1]["surrogate_sigma_spread"] < 0.1
     assert "nearly flat" in caplog.text and "surrogate=gp or a larger warmup_valid" in caplog.text
+
+
+def test_a_figure_that_cannot_be_drawn_costs_the_figure_not_the_run(pretrained, tmp_path, monkeypatch, caplog):
+    """A headless machine without RDKit's drawing libraries (libXrender) once failed whole runs at the end."""
+
+    def no_drawing(self, path, designs, legends=()):
+        raise ImportError("libXrender.so.1: cannot open shared object file")
+
+    monkeypatch.setattr(Toy2D, "plot_designs", no_drawing)
+    with caplog.at_level("WARNING", logger="flowdisco"):
+        run = fd.expand(pretrained, "toy2d", rounds=1, seed=0, run_dir=tmp_path / "r", progress=False, **FAST)
+    assert len(run.history) == 2 and (tmp_path / "r" / "state" / "round-00001" / "model.safetensors").is_file()
+    assert "could not draw" in caplog.text and "libXrender" in caplog.text

@@ -7,7 +7,8 @@
 # command with `source benchmarks/gpu/setup.sh`.
 set -eu
 cd "$(dirname "$0")/../.."
-grep -qx "/.devcarry/" .git/info/exclude 2>/dev/null || echo "/.devcarry/" >> .git/info/exclude
+EXCLUDE=$(git rev-parse --git-path info/exclude); mkdir -p "$(dirname "$EXCLUDE")"
+grep -qx "/.devcarry/" "$EXCLUDE" 2>/dev/null || echo "/.devcarry/" >> "$EXCLUDE"
 S=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 T=$(mktemp -d); mkdir -p .devcarry
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

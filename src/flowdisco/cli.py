@@ -332,6 +332,7 @@ def _setup(args: argparse.Namespace) -> None:
     torch.set_num_threads(threads)
     if dist.launched_distributed():  # torchrun: one process per GPU (cuda → cuda:LOCAL_RANK), gloo on CPU
         if getattr(args, "device", "cpu") == "cuda":
+            dist.check_gpu_count(torch.cuda.device_count())
             # ranks beyond the GPU count share GPUs (possible with FLOWDISCO_DIST_BACKEND=gloo only)
             args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % max(torch.cuda.device_count(), 1)}"
         dist.init(getattr(args, "device", "cpu"))
@@ -757,7 +758,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    _setup(args)
     from flowdisco.domains import UnknownNameError
     from flowdisco.io import CheckpointError
     from flowdisco.runs import RunDirError, set_command
@@ -766,6 +766,7 @@ def main(argv: list[str] | None = None) -> int:
     set_command(["flowdisco", *argv] if argv is not None else None)
 
     try:
+        _setup(args)
         return COMMANDS[args.command](args)
     except (CheckpointError, UnknownNameError, RunDirError, ValueError, FileNotFoundError) as e:
         print(f"flowdisco {args.command}: error: {e}", file=sys.stderr)

@@ -19,6 +19,19 @@ def launched_distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def check_gpu_count(n_gpus: int) -> None:
+    """Refuse, with the fix, a torchrun job whose NCCL ranks on this node outnumber its GPUs: NCCL
+    cannot put two ranks on one GPU and otherwise fails at the first collective with its own error."""
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    backend = os.environ.get("FLOWDISCO_DIST_BACKEND") or "nccl"
+    if n_gpus == 0:
+        raise ValueError("--device cuda, but no CUDA GPU is visible to this process")
+    if backend == "nccl" and local_ranks > n_gpus:
+        raise ValueError(f"{local_ranks} torchrun processes on this node but {n_gpus} GPU(s): NCCL needs one GPU "
+                         f"per process. Use --nproc_per_node {n_gpus}, or set FLOWDISCO_DIST_BACKEND=gloo to "
+                         "let processes share GPUs")
+
+
 def init(device: torch.device | str = "cpu") -> None:
     """Initialise the default process group if launched by torchrun and not done yet."""
     if not launched_distributed() or tdist.is_initialized():
@@ -28,7 +41,10 @@ def init(device: torch.device | str = "cpu") -> None:
     if backend not in ("nccl", "gloo"):
         raise ValueError(f"FLOWDISCO_DIST_BACKEND must be 'nccl' or 'gloo', got {backend!r}")
     if on_gpu:  # before the group exists: NCCL binds each rank to its current GPU
-        torch.cuda.set_device(torch.device(device).index or int(os.environ.get("LOCAL_RANK", "0")))
+        index = torch.device(device).index
+        if index is None:  # "cuda": this rank's GPU; ranks beyond the GPU count share (gloo only)
+            index = int(os.environ.get("LOCAL_RANK", "0")) % max(torch.cuda.device_count(), 1)
+        torch.cuda.set_device(index)
     tdist.init_process_group(backend=backend)
     atexit.register(shutdown)  # a group left alive at exit can abort the interpreter ("terminate called")
 

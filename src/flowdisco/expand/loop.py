@@ -531,7 +531,11 @@ class _Loop:
     def _plots(self) -> None:
         from flowdisco.plotting import plot_curves
 
-        self._new_designs_plot()
+        try:  # a drawing library missing on a headless machine (RDKit's needs libXrender) costs the figure
+            self._new_designs_plot()
+        except Exception as e:
+            log.warning("could not draw %s (%s: %s); the run's results are saved without it",
+                        self.run_dir.plots / "new_designs.png", type(e).__name__, e)
         self._write_discoveries()
         evals = evaluations(self.history)
         if not evals:

@@ -156,7 +156,7 @@ class GuidanceStudent(nn.Module):
         dims = self._output_dims()
         with seeded(seed):  # the adapters' initial weights (class tables, hidden layers) are reproducible
             self.adapters = nn.ModuleDict({_key(p): ADAPTERS[adapter](base.num_classes, dims[p], **adapter_kwargs)
-                                           for p in self.paths})
+                                           for p in self.paths}).to(base.device)
         self.omega: float = 1.0
         self._channel: tuple[Tensor, Tensor, Tensor] | None = None  # (ω, t, c) during a student forward
         base.requires_grad_(self.train_base)
