@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from common import RESULTS, mean_std, write_result
+from common import RESULTS, command, mean_std, write_result
 from flowdisco.flow.model import FlowModel
 from flowdisco.pretrain import pretrain
 from qm9_stages import SHIPPED, paired_validity
@@ -51,9 +51,7 @@ def main() -> None:
     opts = ap.parse_args()
     torch.set_num_threads(opts.threads)
     started = time.time()
-    path = RESULTS / "qm9_finetune.json"
-    earlier = json.loads(path.read_text())["runs"].values() if path.is_file() else []
-    runs: dict[str, dict] = {run_key(r): r for r in earlier}
+    done: list[dict] = []
     for arm in opts.arms:
         for seed in ([0] if arm == "base" else opts.seeds):
             t0 = time.time()
@@ -65,9 +63,14 @@ def main() -> None:
             train_s = time.time() - t0
             result = {"arm": arm, "seed": seed, "steps": 0 if arm == "base" else opts.steps, "lr": opts.lr,
                       "train_seconds": train_s, **score(model, opts.eval_samples, opts.eval_steps),
-                      "eval_samples": opts.eval_samples, "eval_steps": opts.eval_steps}
+                      "eval_samples": opts.eval_samples, "eval_steps": opts.eval_steps, "command": command(),
+                      "threads": opts.threads}
             print(json.dumps(result), flush=True)
-            runs[run_key(result)] = result
+            done.append(result)
+    # earlier runs are read back only now, so that invocations running side by side (one arm each) all land
+    path = RESULTS / "qm9_finetune.json"
+    earlier = json.loads(path.read_text())["runs"].values() if path.is_file() else []
+    runs: dict[str, dict] = {run_key(r): r for r in [*earlier, *done]}
     groups: dict[str, list[dict]] = {}  # arm × steps × lr → its seeds' runs
     for r in runs.values():
         groups.setdefault(run_key({**r, "seed": "*"}).removesuffix("-s*"), []).append(r)

@@ -64,6 +64,19 @@ def test_molecule_expansion_on_gpu():
     assert run.history[1]["n_generated"] == 16
 
 
+def test_ensemble_surrogate_fits_on_the_gpu_and_keeps_its_shape():
+    from flowdisco.expand.surrogates import EnsembleSurrogate
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(300, 2, generator=g) * 0.5
+    y = (x[:, 0] > 0.25).float()
+    ens = EnsembleSurrogate(max_steps=300).fit(x.cuda(), y.cuda(), seed=1)
+    assert all(p.device.type == "cuda" for m in ens.members for p in m.parameters())
+    near = ens.uncertainty(x[:50].cuda()).mean()
+    far = ens.uncertainty((torch.rand(50, 2, generator=g) * 2 + 4).cuda()).mean()
+    assert far > 3 * near  # the same contrast the CPU test asks for
+
+
 def test_discrete_sequences_on_gpu():
     pytest.importorskip("modlamp")
     from flowdisco.domains.sequences import Peptides

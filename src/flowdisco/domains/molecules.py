@@ -61,6 +61,8 @@ def cached_canonical(smiles: Sequence[str]) -> list[str | None]:
         except CheckpointError:
             pass
         log.warning("ignoring a corrupt cache file %s", cached)
+    if len(smiles) >= 100_000:  # MOSES's 1.76 M molecules: minutes of RDKit, once
+        log.info("canonicalising %d SMILES once for this machine (cached in %s)", len(smiles), cached.parent)
     out = [canonical(s) for s in smiles]
     atomic_write_json(cached, out)
     return out
@@ -78,6 +80,8 @@ def cached_morgan_bits(smiles: Sequence[str]) -> Tensor:
         except (CheckpointError, KeyError):
             pass
         log.warning("ignoring a corrupt cache file %s", cached)
+    if len(smiles) >= 100_000:
+        log.info("fingerprinting %d molecules once for this machine (cached in %s)", len(smiles), cached.parent)
     bits = morgan_bits(smiles)
     save_tensors(cached, {"packed": torch.from_numpy(np.packbits(bits.numpy(), axis=1))})
     return bits
