@@ -22,6 +22,18 @@ def test_gp_variance_ignores_labels():
     assert torch.equal(a, b)
 
 
+def test_gp_mean_interpolates_standardised_labels_and_falls_to_zero_far_away():
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    y = torch.tensor([1.0, 0.0, 0.0, 1.0])  # mean 0.5, std 0.577
+    gp = GPSurrogate(0.1, subset_radius=0).fit(x, y)
+    assert gp.mean(x).tolist() == pytest.approx(((y - 0.5) / y.std()).tolist(), abs=1e-3)
+    assert gp.mean(FAR + 3).abs().item() < 1e-6
+    assert torch.equal(GPSurrogate(0.1).fit(x, None).mean(x), torch.zeros(4))
+    q = torch.tensor([[0.05, 0.0]], requires_grad=True)  # near a valid (label 1) point: μ rises towards it
+    gp.mean(q).sum().backward()
+    assert q.grad[0, 0] < 0
+
+
 def test_representative_subset_approximates_the_exact_gp():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3000, 2, generator=g) * 0.3
