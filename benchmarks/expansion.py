@@ -30,7 +30,7 @@ def pretrained_model(dom: Any, model_path: str | None, pretrain_steps: int | Non
     in ``work/pretrained`` (``network_kwargs`` override the domain's network for that pre-training).
     The info dict records what the model actually is: steps and network as its run's config.json says."""
     if model_path:
-        return FlowModel.load(model_path), {"source": model_path}
+        return FlowModel.load(model_path), _given_model_info(Path(model_path), dom)
     shipped = dom.pretrained_model_path()
     if shipped is not None and not network_kwargs:
         return FlowModel.load(shipped), {"source": "shipped", "path": shipped}
@@ -46,9 +46,30 @@ def pretrained_model(dom: Any, model_path: str | None, pretrain_steps: int | Non
     return model, info
 
 
+def _given_model_info(path: Path, dom: Any) -> dict[str, Any]:
+    """What a model given by path is: its weights' checksum, and, when it sits in a pre-training run
+    directory, that run's steps, network and command (so a result names the model it started from)."""
+    model_dir = path / "model" if (path / "model" / "flowdisco_model.json").is_file() else path
+    meta = json.loads((model_dir / "flowdisco_model.json").read_text())
+    info: dict[str, Any] = {"source": str(path), "sha256": meta.get("sha256"), "network": meta.get("network"),
+                            "network_kwargs": meta.get("network_kwargs")}
+    run_dir = model_dir.parent
+    if (run_dir / "config.json").is_file():
+        cfg = json.loads((run_dir / "config.json").read_text())
+        info.update(_pretrain_info(run_dir, dom), source=str(path), init=cfg.get("init"),
+                    device=cfg.get("provenance", {}).get("device"))
+    return info
+
+
 def _pretrain_info(run_dir: Path, dom: Any) -> dict[str, Any]:
     cfg = json.loads((run_dir / "config.json").read_text())
-    return {"source": str(run_dir), "steps": cfg["fit"]["steps"], "batch_size": cfg["fit"]["batch_size"],
+    steps = cfg["fit"]["steps"]
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():  # a run stopped by its time limit did fewer steps than it was given
+        for line in metrics.read_text().splitlines():
+            if '"steps_done"' in line:
+                steps = json.loads(line)["steps_done"]
+    return {"source": str(run_dir), "steps": steps, "batch_size": cfg["fit"]["batch_size"],
             "network": cfg["network"], "network_kwargs": cfg["network_kwargs"],
             "command": cfg.get("provenance", {}).get("command"), "training_designs": len(dom.training_data())}
 
