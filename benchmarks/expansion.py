@@ -78,16 +78,24 @@ def compare_methods(model: FlowModel, dom: Any, *, seeds: list[int], work: Path,
                     options: dict[str, Any], rounds: int | None = None, eval_every: int | None = None,
                     method_options: dict[str, dict[str, Any]] | None = None,
                     discovered: Callable[[Any, Any], dict[str, float]] | None = None,
-                    summary: Callable[[dict], str] | None = None) -> dict[str, Any]:
+                    summary: Callable[[dict], str] | None = None,
+                    baselines: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run every method for every seed; returns per_seed, final, discovered(_summary), ratios, seconds.
 
-    ``method_options`` {method: options} are added to ``options`` for that method only."""
+    ``method_options`` {method: options} are added to ``options`` for that method only. ``baselines``, an
+    earlier result of the same budget (see ``check_baselines``), supplies Rec-NF and Rec-F instead of
+    running them again; the pre-trained row then comes from ActFlow's own round 0, and
+    ``round0_difference`` says how far it is from the earlier result's."""
     per_seed: dict[str, dict[str, dict]] = {m: {} for m in ["pretrained", *METHODS]}
     found: dict[str, dict[str, dict]] = {m: {} for m in METHODS}
     timing: dict[str, list[float]] = {m: [] for m in METHODS}
     runs: dict[str, dict[str, Any]] = {m: {} for m in METHODS}
+    reused = ["rec-nf", "rec-f"] if baselines else []
     for seed in seeds:
-        for method in METHODS:
+        for method in reused:
+            per_seed[method][str(seed)] = baselines["per_seed"][method][str(seed)]
+            found[method][str(seed)] = baselines["discovered"][method][str(seed)]
+        for method in [m for m in METHODS if m not in reused]:
             run_dir = work / f"{method}-s{seed}"
             # an existing run with the same settings is continued (or, if complete, read back)
             run = fd.expand(model, dom, method=method, rounds=rounds, eval_every=eval_every, seed=seed,
@@ -112,6 +120,13 @@ def compare_methods(model: FlowModel, dom: Any, *, seeds: list[int], work: Path,
             print(line + (summary(last) if summary else ""), flush=True)
 
     names = [str(s) for s in seeds]
+    round0_difference = None
+    if baselines:  # round 0 is the pre-trained model's evaluation: the same for every method of a seed
+        round0_difference = {k: max(abs(per_seed["pretrained"][s][k] - baselines["per_seed"]["pretrained"][s][k])
+                                    for s in names) for k in keys
+                             if all(isinstance(baselines["per_seed"]["pretrained"][s].get(k), float)
+                                    and per_seed["pretrained"][s].get(k) is not None for s in names)}
+        print(f"round 0 against the reused baselines' (largest difference over seeds): {round0_difference}")
     final = {m: {k: mean_std([per_seed[m][s][k][-1] for s in names]) for k in keys} for m in METHODS}
     final["pretrained"] = {k: mean_std([per_seed["pretrained"][s][k] for s in names]) for k in keys}
     disc_keys = sorted({k for m in METHODS for s in names for k in found[m][s]})
@@ -138,8 +153,35 @@ def compare_methods(model: FlowModel, dom: Any, *, seeds: list[int], work: Path,
         if k.startswith("coverage_") and all(v is not None for m in ("actflow", "rec-f") for v in last(m, k)):
             ratios[f"actflow_{k}_over_rec_f"] = mean_std([a / r if r else None for a, r in
                                                           zip(last("actflow", k), last("rec-f", k), strict=True)])
-    return {"per_seed": per_seed, "final": final, "discovered": found, "discovered_summary": found_summary,
-            "ratios": ratios, "method_seconds": {m: mean_std(v) for m, v in timing.items()}, "runs": runs}
+    out = {"per_seed": per_seed, "final": final, "discovered": found, "discovered_summary": found_summary,
+           "ratios": ratios, "method_seconds": {m: mean_std(v) for m, v in timing.items()}, "runs": runs}
+    if baselines:
+        out["method_seconds"].update({m: baselines["method_seconds"][m] for m in reused})
+        out["baselines_reused"] = {"methods": reused, "round0_difference": round0_difference}
+    return out
+
+
+def check_baselines(earlier: dict[str, Any], *, domain: str, seeds: list[int], rounds: int, eval_every: int,
+                    options: dict[str, Any], pretrain: dict[str, Any]) -> None:
+    """Raise SystemExit naming the first difference unless ``earlier`` (a result JSON of this script)
+    ran the same domain, model, budget, shared options and seeds, so its Rec-NF and Rec-F runs are the
+    ones this run would make."""
+    def model_id(info: dict[str, Any]) -> Any:
+        return info.get("sha256") or (info.get("source"), Path(str(info.get("path"))).name)
+
+    checks = [("domain", earlier.get("domain"), domain),
+              ("rounds", earlier["settings"].get("rounds"), rounds),
+              ("eval_every", earlier["settings"].get("eval_every"), eval_every),
+              ("expand options for every method (--set)", earlier.get("expand_options"), options),
+              ("model", model_id(earlier.get("pretrain", {})), model_id(pretrain))]
+    for what, was, now in checks:
+        if was != now:
+            raise SystemExit(f"--baselines-from: the earlier result has {what} {was!r}, this run {now!r}; "
+                             "run the baselines again (leave out --baselines-from)")
+    missing = [s for s in seeds if str(s) not in earlier["per_seed"]["rec-f"]]
+    if missing:
+        raise SystemExit(f"--baselines-from: the earlier result has no seed {missing}; it has "
+                         f"{sorted(earlier['per_seed']['rec-f'])}")
 
 
 def recorded_seconds(run: Any) -> float:
@@ -208,5 +250,5 @@ def common_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--work-dir", default=None, help="run directories (default runs/bench-DOMAIN, not committed)")
 
 
-__all__ = ["COLORS", "METHODS", "RESULTS", "common_arguments", "compare_methods", "new_designs", "plot_curves",
-           "pretrained_model", "ratio"]
+__all__ = ["COLORS", "METHODS", "RESULTS", "check_baselines", "common_arguments", "compare_methods", "new_designs",
+           "plot_curves", "pretrained_model", "ratio"]

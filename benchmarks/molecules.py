@@ -22,6 +22,8 @@ evaluation samples and among every valid design generated during the run.
         --work-dir runs/bench-qm9-w1024 --name qm9_w1024               # a variant, in its own result file
     python benchmarks/molecules.py qm9 --actflow-set surrogate=gp guidance_strength=3 \\
         --work-dir runs/bench-qm9-gp --name qm9_gp      # ActFlow variant; copy finished baseline runs in to reuse them
+    python benchmarks/molecules.py qm9 --actflow-set surrogate=gp mean_weight=0.1 --name qm9_mw01 \
+        --baselines-from benchmarks/results/qm9.json      # ActFlow variant; Rec-NF and Rec-F read from a result
 
 A killed benchmark continues where it stopped when run again with the same arguments: finished
 runs are read back from their run directories, unfinished ones resume (--fresh starts over).
@@ -30,6 +32,7 @@ runs are read back from their run directories, unfinished ones resume (--fresh s
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 from pathlib import Path
@@ -38,7 +41,7 @@ import torch
 
 import flowdisco as fd
 from common import RESULTS, write_result
-from expansion import common_arguments, compare_methods, new_designs, plot_curves, pretrained_model
+from expansion import check_baselines, common_arguments, compare_methods, new_designs, plot_curves, pretrained_model
 
 KEYS = ["validity", "uniqueness", "coverage", "coverage_0.7", "coverage_0.9", "vendi", "novelty", "novel_fraction",
         "n_new_unique", "frechet_to_test", "frechet_to_reference", "outside_restriction_fraction",
@@ -55,6 +58,9 @@ def main() -> None:
     ap.add_argument("--max-train", type=int, default=None, help="moses: training molecules used")
     ap.add_argument("--name", default=None,
                     help="result name: benchmarks/results/NAME.json and its plots (default: qm9, qm9_ood or moses)")
+    ap.add_argument("--baselines-from", default=None, metavar="RESULT.json",
+                    help="take Rec-NF and Rec-F from this earlier result of the same model, budget and seeds "
+                         "instead of running them (only ActFlow runs; for ActFlow variants)")
     common_arguments(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -71,12 +77,17 @@ def main() -> None:
     kwargs = {"max_train": args.max_train} if args.max_train else {}
     dom = fd.domains.get_domain(args.domain, **kwargs)
     model, pretrain_info = pretrained_model(dom, args.model, args.pretrain_steps, work, parse_settings(args.net))
+    baselines = None
+    if args.baselines_from:
+        baselines = json.loads(Path(args.baselines_from).read_text())
+        check_baselines(baselines, domain=args.domain, seeds=args.seeds, rounds=args.rounds,
+                        eval_every=args.eval_every, options=options, pretrain=pretrain_info)
     if args.fresh:
         for sub in work.glob("*-s*"):
             shutil.rmtree(sub)
     res = compare_methods(model, dom, seeds=args.seeds, work=work, keys=KEYS, options=options, rounds=args.rounds,
                           eval_every=args.eval_every, method_options={"actflow": actflow_options},
-                          discovered=_discovered,
+                          discovered=_discovered, baselines=baselines,
                           summary=lambda e: f", FCD test {e.get('frechet_to_test', float('nan')):.2f}")
     ratios = res["ratios"]
     goals = {"actflow_coverage_at_least_1.5x_pretrained": ratios["actflow_coverage_over_pretrained"]["mean"] >= 1.5,
