@@ -33,8 +33,7 @@ from flowdisco.cli import parse_settings
 from flowdisco.domains import get_domain
 from flowdisco.expand import expand
 from flowdisco.expand.exploration import UncertaintyGuidance
-from flowdisco.expand.representation import Representation
-from flowdisco.expand.surrogates import make_surrogate
+from flowdisco.expand.loop import fit_round_surrogate, round_guidance
 from flowdisco.flow.model import FlowModel
 from flowdisco.flow.solvers import GuidanceState, NoiseSchedule
 from flowdisco.generate import generate
@@ -69,10 +68,7 @@ def one_seed(model: FlowModel, strengths: list[float], n: int, seed: int, option
     dom = get_domain("qm9")
     warm = expand(model, dom, "actflow", rounds=0, seed=seed, eval_every=0, progress=False, **options)
     cfg, buf = warm.config, warm.buffer
-    rep = Representation(model, cfg.representation_layer, cfg.representation_time)
-    feats = rep.features(buf.x, buf.mask, generator=make_generator(derive_seed(seed, "phi", 1)))
-    surrogate = make_surrogate(cfg.surrogate, **cfg.surrogate_options)
-    surrogate.fit(feats, buf.valid.float(), seed=derive_seed(seed, "surrogate", 1))
+    rep, feats, surrogate = fit_round_surrogate(model, buf, cfg, round_=1)  # exactly as round 1 of expand
     buffer_smiles = [s for s, v in zip(dom.decode_safe(buf.x), buf.valid.tolist(), strict=True) if v and s]
     buffer_keys = {dom.key(s) for s in buffer_smiles}
     buffer_desc = dom.descriptors(buffer_smiles)
@@ -91,8 +87,7 @@ def one_seed(model: FlowModel, strengths: list[float], n: int, seed: int, option
     reference_x = None
     for lam in strengths:
         # λ = 0 runs the hook too (its control is zero), so its reward trace is recorded
-        hook = RecordingGuidance(UncertaintyGuidance(rep, surrogate, lam, cfg.guidance_weighting, cfg.mean_weight,
-                                                     generator=make_generator(derive_seed(seed, "phi-guide", 1))))
+        hook = RecordingGuidance(round_guidance(rep, surrogate, cfg, round_=1, strength=lam))
         t0 = time.perf_counter()
         g = generate(model, dom, n, generator=make_generator(derive_seed(seed, "sample", 1)), steps=cfg.sampler_steps,
                      solver="euler-maruyama", noise=schedule, guidance=hook, chunk_size=cfg.sample_chunk)

@@ -196,6 +196,28 @@ def expand(model: FlowModel | str | os.PathLike, domain: str | Domain, method: s
     return _Loop(work, dom, cfg, run, store, progress and dist.is_main()).run()
 
 
+def fit_round_surrogate(model: FlowModel, buffer: DesignBuffer, cfg: ExpandConfig, *, round_: int,
+                        fit_on: torch.Tensor | None = None) -> tuple[Representation, torch.Tensor, Surrogate]:
+    """What ActFlow fits at the start of round ``round_``: the representation φ of ``model``, the φ-features
+    [N, d] of the whole buffer, and the surrogate fitted on the designs selected by ``fit_on`` [N] bool
+    (default: all) against their validity. Seeds derive from ``cfg.seed`` and the round, as in ``expand``."""
+    rep = Representation(model, cfg.representation_layer, cfg.representation_time)
+    feats = rep.features(buffer.x, buffer.mask, generator=make_generator(derive_seed(cfg.seed, "phi", round_)))
+    x, labels = (feats, buffer.valid) if fit_on is None else (feats[fit_on], buffer.valid[fit_on])
+    surrogate = make_surrogate(cfg.surrogate, **cfg.surrogate_options)
+    surrogate.fit(x, labels.float(), seed=derive_seed(cfg.seed, "surrogate", round_))
+    return rep, feats, surrogate
+
+
+def round_guidance(rep: Representation, surrogate: Surrogate, cfg: ExpandConfig, *, round_: int,
+                   strength: float | None = None) -> UncertaintyGuidance:
+    """ActFlow's sampling guidance of round ``round_`` (``strength`` overrides ``cfg.guidance_strength``)."""
+    return UncertaintyGuidance(rep, surrogate, cfg.guidance_strength if strength is None else strength,
+                               cfg.guidance_weighting, cfg.mean_weight,
+                               generator=make_generator(derive_seed(cfg.seed, "phi-guide", round_)),
+                               max_norm=cfg.guidance_max_norm)
+
+
 class _Loop:
     def __init__(self, model: FlowModel, dom: Domain, cfg: ExpandConfig, run: RunDir | None,
                  store: RoundStore | None, progress: bool) -> None:
@@ -326,21 +348,14 @@ class _Loop:
                        ) -> tuple[Representation, torch.Tensor, Surrogate]:
         """φ-features [N, d] of the whole buffer under the current θ, and the surrogate fitted on the
         buffer designs selected by ``fit_on`` [N] bool (default: all); kept for the round's commit."""
-        cfg = self.cfg
-        rep = Representation(self.model, cfg.representation_layer, cfg.representation_time)
-        feats = rep.features(self.buffer.x, self.buffer.mask, generator=make_generator(self.seed("phi", r)))
+        rep, feats, surrogate = fit_round_surrogate(self.model, self.buffer, self.cfg, round_=r, fit_on=fit_on)
         x, labels = (feats, self.buffer.valid) if fit_on is None else (feats[fit_on], self.buffer.valid[fit_on])
-        surrogate = make_surrogate(cfg.surrogate, **cfg.surrogate_options)
-        surrogate.fit(x, labels.float(), seed=self.seed("surrogate", r))
         self.surrogate_inputs = {"features": x, "labels": labels.to(torch.uint8)}
         return rep, feats, surrogate
 
     def _guidance(self, r: int) -> UncertaintyGuidance:
-        cfg = self.cfg
         rep, _, surrogate = self._fit_surrogate(r)
-        return UncertaintyGuidance(rep, surrogate, cfg.guidance_strength, cfg.guidance_weighting, cfg.mean_weight,
-                                   generator=make_generator(self.seed("phi-guide", r)),
-                                   max_norm=cfg.guidance_max_norm)
+        return round_guidance(rep, surrogate, self.cfg, round_=r)
 
     def _drawn_uncertainty(self, r: int, guidance: UncertaintyGuidance, g: Generated) -> dict[str, float]:
         """The surrogate's σ over the designs the guided sampler drew (10/50/90 % quantiles), the same over
