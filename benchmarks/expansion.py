@@ -166,6 +166,11 @@ def check_baselines(earlier: dict[str, Any], *, domain: str, seeds: list[int], r
     """Raise SystemExit naming the first difference unless ``earlier`` (a result JSON of this script)
     ran the same domain, model, budget, shared options and seeds, so its Rec-NF and Rec-F runs are the
     ones this run would make."""
+    lacking = [k for k in ("settings", "per_seed", "discovered", "method_seconds") if k not in earlier]
+    lacking += [f"per_seed.{m}" for m in ("pretrained", "rec-nf", "rec-f") if m not in earlier.get("per_seed", {})]
+    if lacking:
+        raise SystemExit(f"--baselines-from: not a result of benchmarks/molecules.py (it lacks {', '.join(lacking)})")
+
     def model_id(info: dict[str, Any]) -> Any:
         return info.get("sha256") or (info.get("source"), Path(str(info.get("path"))).name)
 

@@ -79,7 +79,10 @@ def main() -> None:
     model, pretrain_info = pretrained_model(dom, args.model, args.pretrain_steps, work, parse_settings(args.net))
     baselines = None
     if args.baselines_from:
-        baselines = json.loads(Path(args.baselines_from).read_text())
+        try:
+            baselines = json.loads(Path(args.baselines_from).read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--baselines-from {args.baselines_from}: cannot read it as a result JSON ({e})") from e
         check_baselines(baselines, domain=args.domain, seeds=args.seeds, rounds=args.rounds,
                         eval_every=args.eval_every, options=options, pretrain=pretrain_info)
     if args.fresh:
