@@ -79,23 +79,33 @@ def compare_methods(model: FlowModel, dom: Any, *, seeds: list[int], work: Path,
                     method_options: dict[str, dict[str, Any]] | None = None,
                     discovered: Callable[[Any, Any], dict[str, float]] | None = None,
                     summary: Callable[[dict], str] | None = None,
-                    baselines: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run every method for every seed; returns per_seed, final, discovered(_summary), ratios, seconds.
+                    baselines: dict[str, Any] | None = None,
+                    methods: list[str] | None = None) -> dict[str, Any]:
+    """Run the methods (default: all of ``METHODS``) for every seed; returns per_seed, final,
+    discovered(_summary), ratios, seconds.
 
     ``method_options`` {method: options} are added to ``options`` for that method only. ``baselines``, an
     earlier result of the same budget (see ``check_baselines``), supplies Rec-NF and Rec-F instead of
     running them again; the pre-trained row then comes from ActFlow's own round 0, and
-    ``round0_difference`` says how far it is from the earlier result's."""
-    per_seed: dict[str, dict[str, dict]] = {m: {} for m in ["pretrained", *METHODS]}
-    found: dict[str, dict[str, dict]] = {m: {} for m in METHODS}
-    timing: dict[str, list[float]] = {m: [] for m in METHODS}
-    runs: dict[str, dict[str, Any]] = {m: {} for m in METHODS}
+    ``round0_difference`` says how far it is from the earlier result's. A ratio whose methods did not
+    run (e.g. ActFlow / Rec-F with ``methods=["actflow"]``) is None."""
     reused = ["rec-nf", "rec-f"] if baselines else []
+    unknown = sorted(set(methods or []) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
+    ran = [m for m in METHODS if m in (methods or METHODS) and m not in reused]
+    shown = [m for m in METHODS if m in ran or m in reused]
+    if not ran:
+        raise ValueError("no method left to run: the pre-trained row comes from a method's own round 0")
+    per_seed: dict[str, dict[str, dict]] = {m: {} for m in ["pretrained", *shown]}
+    found: dict[str, dict[str, dict]] = {m: {} for m in shown}
+    timing: dict[str, list[float]] = {m: [] for m in ran}
+    runs: dict[str, dict[str, Any]] = {m: {} for m in ran}
     for seed in seeds:
         for method in reused:
             per_seed[method][str(seed)] = baselines["per_seed"][method][str(seed)]
             found[method][str(seed)] = baselines["discovered"][method][str(seed)]
-        for method in [m for m in METHODS if m not in reused]:
+        for method in ran:
             run_dir = work / f"{method}-s{seed}"
             # an existing run with the same settings is continued (or, if complete, read back)
             run = fd.expand(model, dom, method=method, rounds=rounds, eval_every=eval_every, seed=seed,
@@ -127,38 +137,42 @@ def compare_methods(model: FlowModel, dom: Any, *, seeds: list[int], work: Path,
                              if all(isinstance(baselines["per_seed"]["pretrained"][s].get(k), float)
                                     and per_seed["pretrained"][s].get(k) is not None for s in names)}
         print(f"round 0 against the reused baselines' (largest difference over seeds): {round0_difference}")
-    final = {m: {k: mean_std([per_seed[m][s][k][-1] for s in names]) for k in keys} for m in METHODS}
+    final = {m: {k: mean_std([per_seed[m][s][k][-1] for s in names]) for k in keys} for m in shown}
     final["pretrained"] = {k: mean_std([per_seed["pretrained"][s][k] for s in names]) for k in keys}
-    disc_keys = sorted({k for m in METHODS for s in names for k in found[m][s]})
-    found_summary = {m: {k: mean_std([found[m][s].get(k) for s in names]) for k in disc_keys} for m in METHODS}
-
-    def last(m: str, k: str) -> list[float]:
-        return [per_seed[m][s][k][-1] for s in names]
-
-    pre_cov = [per_seed["pretrained"][s]["coverage"] for s in names]
-    ratios = {
-        "actflow_coverage_over_pretrained": mean_std([a / p if p else None for a, p in
-                                                      zip(last("actflow", "coverage"), pre_cov, strict=True)]),
-        "actflow_coverage_over_rec_f": mean_std([a / r if r else None for a, r in
-                                                 zip(last("actflow", "coverage"), last("rec-f", "coverage"),
-                                                     strict=True)]),
-        "actflow_validity_minus_pretrained": mean_std(
-            [a - per_seed["pretrained"][s]["validity"] for a, s in zip(last("actflow", "validity"), names,
-                                                                        strict=True)]),
-        "rec_nf_validity_minus_pretrained": mean_std(
-            [a - per_seed["pretrained"][s]["validity"] for a, s in zip(last("rec-nf", "validity"), names,
-                                                                        strict=True)]),
-    }
-    for k in keys:  # the stricter / other coverage measures, where the domain reports them
-        if k.startswith("coverage_") and all(v is not None for m in ("actflow", "rec-f") for v in last(m, k)):
-            ratios[f"actflow_{k}_over_rec_f"] = mean_std([a / r if r else None for a, r in
-                                                          zip(last("actflow", k), last("rec-f", k), strict=True)])
+    disc_keys = sorted({k for m in shown for s in names for k in found[m][s]})
+    found_summary = {m: {k: mean_std([found[m][s].get(k) for s in names]) for k in disc_keys} for m in shown}
     out = {"per_seed": per_seed, "final": final, "discovered": found, "discovered_summary": found_summary,
-           "ratios": ratios, "method_seconds": {m: mean_std(v) for m, v in timing.items()}, "runs": runs}
+           "ratios": _ratios(per_seed, names, keys), "methods": shown,
+           "method_seconds": {m: mean_std(v) for m, v in timing.items()}, "runs": runs}
     if baselines:
         out["method_seconds"].update({m: baselines["method_seconds"][m] for m in reused})
         out["baselines_reused"] = {"methods": reused, "round0_difference": round0_difference}
     return out
+
+
+def _ratios(per_seed: dict[str, dict[str, dict]], names: list[str], keys: list[str]) -> dict[str, Any]:
+    """The goals' quantities, per seed then mean ± std: ActFlow's final coverage over the pre-trained
+    model's and Rec-F's, and ActFlow's and Rec-NF's validity minus the pre-trained model's. None where
+    a method did not run."""
+    def last(m: str, k: str) -> list[float] | None:
+        return [per_seed[m][s][k][-1] for s in names] if m in per_seed else None
+
+    def over(a: list[float] | None, b: list[float] | None) -> dict | None:
+        return None if a is None or b is None else mean_std([x / y if y else None for x, y in zip(a, b, strict=True)])
+
+    def minus(a: list[float] | None, b: list[float]) -> dict | None:
+        return None if a is None else mean_std([x - y for x, y in zip(a, b, strict=True)])
+
+    pre = {k: [per_seed["pretrained"][s][k] for s in names] for k in ("coverage", "validity")}
+    ratios = {"actflow_coverage_over_pretrained": over(last("actflow", "coverage"), pre["coverage"]),
+              "actflow_coverage_over_rec_f": over(last("actflow", "coverage"), last("rec-f", "coverage")),
+              "actflow_validity_minus_pretrained": minus(last("actflow", "validity"), pre["validity"]),
+              "rec_nf_validity_minus_pretrained": minus(last("rec-nf", "validity"), pre["validity"])}
+    for k in keys:  # the stricter / other coverage measures, where the domain reports them
+        a, r = last("actflow", k), last("rec-f", k)
+        if k.startswith("coverage_") and a is not None and r is not None and None not in a + r:
+            ratios[f"actflow_{k}_over_rec_f"] = over(a, r)
+    return ratios
 
 
 def check_baselines(earlier: dict[str, Any], *, domain: str, seeds: list[int], rounds: int, eval_every: int,
@@ -221,7 +235,7 @@ def plot_curves(per_seed: dict, seeds: list[str], keys: list[str], path: Path, t
 
     fig, axes = subplots(1, len(keys), figsize=(4 * len(keys), 3.6), dpi=110, squeeze=False)
     for ax, k in zip(axes[0], keys, strict=True):
-        for m in METHODS:
+        for m in [m for m in METHODS if m in per_seed]:
             curves = [per_seed[m][s][k] for s in seeds]
             if any(v is None for c in curves for v in c):
                 continue

@@ -30,7 +30,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -196,8 +196,18 @@ def expand(model: FlowModel | str | os.PathLike, domain: str | Domain, method: s
     return _Loop(work, dom, cfg, run, store, progress and dist.is_main()).run()
 
 
+class RoundSurrogate(NamedTuple):
+    """What ActFlow fits at the start of a round (see ``fit_round_surrogate``)."""
+
+    rep: Representation
+    features: torch.Tensor  # [N, d] φ of every buffered design
+    surrogate: Surrogate
+    fit_features: torch.Tensor  # [M, d] the rows it was fitted on
+    fit_labels: torch.Tensor  # [M] bool validity of those rows
+
+
 def fit_round_surrogate(model: FlowModel, buffer: DesignBuffer, cfg: ExpandConfig, *, round_: int,
-                        fit_on: torch.Tensor | None = None) -> tuple[Representation, torch.Tensor, Surrogate]:
+                        fit_on: torch.Tensor | None = None) -> RoundSurrogate:
     """What ActFlow fits at the start of round ``round_``: the representation φ of ``model``, the φ-features
     [N, d] of the whole buffer, and the surrogate fitted on the designs selected by ``fit_on`` [N] bool
     (default: all) against their validity. Seeds derive from ``cfg.seed`` and the round, as in ``expand``."""
@@ -206,7 +216,7 @@ def fit_round_surrogate(model: FlowModel, buffer: DesignBuffer, cfg: ExpandConfi
     x, labels = (feats, buffer.valid) if fit_on is None else (feats[fit_on], buffer.valid[fit_on])
     surrogate = make_surrogate(cfg.surrogate, **cfg.surrogate_options)
     surrogate.fit(x, labels.float(), seed=derive_seed(cfg.seed, "surrogate", round_))
-    return rep, feats, surrogate
+    return RoundSurrogate(rep, feats, surrogate, x, labels)
 
 
 def round_guidance(rep: Representation, surrogate: Surrogate, cfg: ExpandConfig, *, round_: int,
@@ -344,18 +354,15 @@ class _Loop:
             self.valid_keys = {self.dom.key(d) for d in self.dom.decode_safe(data)} if len(data) else set()
         return self.valid_keys
 
-    def _fit_surrogate(self, r: int, fit_on: torch.Tensor | None = None
-                       ) -> tuple[Representation, torch.Tensor, Surrogate]:
-        """φ-features [N, d] of the whole buffer under the current θ, and the surrogate fitted on the
-        buffer designs selected by ``fit_on`` [N] bool (default: all); kept for the round's commit."""
-        rep, feats, surrogate = fit_round_surrogate(self.model, self.buffer, self.cfg, round_=r, fit_on=fit_on)
-        x, labels = (feats, self.buffer.valid) if fit_on is None else (feats[fit_on], self.buffer.valid[fit_on])
-        self.surrogate_inputs = {"features": x, "labels": labels.to(torch.uint8)}
-        return rep, feats, surrogate
+    def _fit_surrogate(self, r: int, fit_on: torch.Tensor | None = None) -> RoundSurrogate:
+        """``fit_round_surrogate`` on the buffer, keeping what it was fitted on for the round's commit."""
+        fitted = fit_round_surrogate(self.model, self.buffer, self.cfg, round_=r, fit_on=fit_on)
+        self.surrogate_inputs = {"features": fitted.fit_features, "labels": fitted.fit_labels.to(torch.uint8)}
+        return fitted
 
     def _guidance(self, r: int) -> UncertaintyGuidance:
-        rep, _, surrogate = self._fit_surrogate(r)
-        return round_guidance(rep, surrogate, self.cfg, round_=r)
+        fitted = self._fit_surrogate(r)
+        return round_guidance(fitted.rep, fitted.surrogate, self.cfg, round_=r)
 
     def _drawn_uncertainty(self, r: int, guidance: UncertaintyGuidance, g: Generated) -> dict[str, float]:
         """The surrogate's σ over the designs the guided sampler drew (10/50/90 % quantiles), the same over
@@ -414,7 +421,8 @@ class _Loop:
         all of D would give every buffer design the same zero reward."""
         cfg = self.cfg
         ts = time.perf_counter()
-        _, feats, surrogate = self._fit_surrogate(r, fit_on=self.buffer.round < r)
+        fitted = self._fit_surrogate(r, fit_on=self.buffer.round < r)
+        feats, surrogate = fitted.features, fitted.surrogate
         sel = self.buffer.valid
         reward = surrogate.uncertainty(feats[sel]).double()
         if cfg.mean_weight:
