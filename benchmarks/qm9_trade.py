@@ -1,0 +1,126 @@
+"""The QM9 trade-off in one picture: every measured ActFlow arm (and the baselines) as validity minus the
+pre-trained model's against coverage over the pre-trained model's, per seed, from the result files.
+
+Nothing is run: the script reads finished results of ``molecules.py qm9`` (and the older
+``qm9_confirm.py`` shape) and plots the goal region of the molecule issue (coverage ≥ 1.5× the
+pre-trained model's, validity not below it). ``FILE@R`` reads round R of a longer run instead of its
+last evaluation.
+
+    python benchmarks/qm9_trade.py                        # the arms in BENCHMARKS.md
+    python benchmarks/qm9_trade.py benchmarks/results/qm9_gp30.json benchmarks/results/qm9_r18_gp50_neg03.json@12
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from common import RESULTS, mean_std, write_result
+
+ARMS = ["qm9.json", "qm9_w1024.json", "qm9_gp.json", "qm9_gp30.json", "qm9_gp30_anchor.json", "qm9_gp30_neg.json",
+        "qm9_gp30_neg_mw.json", "qm9_gp30_neg_mw01.json", "qm9_gp30_neg03.json", "qm9_gp50_neg03.json",
+        "qm9_gp100_neg05.json", "qm9_confirm_gp50_neg03.json",
+        "qm9_r18_gp50_neg03.json"]
+GOAL_COVERAGE, GOAL_VALIDITY = 1.5, 0.0
+
+
+def arm_label(result: dict[str, Any], method: str, at_round: int | None) -> str:
+    """A short name of what ran: the surrogate, λ, c, w, α, W, rounds and seeds where not the defaults."""
+    if method != "actflow":
+        return method
+    opts = {**(result.get("expand_options") or {}), **(result.get("actflow_options") or {})}
+    parts = ["GP" if opts.get("surrogate") == "gp" else "ensemble", f"λ{opts.get('guidance_strength', 10):g}"]
+    for key, short in (("negative_scale", "c"), ("mean_weight", "w"), ("anchor_weight", "α"), ("warmup_valid", "W")):
+        if key in opts:
+            parts.append(f"{short}{opts[key]:g}")
+    rounds = at_round or (result.get("settings") or {}).get("rounds") or 12
+    if rounds != 12:
+        parts.append(f"{rounds} rounds")
+    seeds = seeds_of(result)
+    if seeds != ["0", "1", "2"]:
+        parts.append(f"seeds {','.join(seeds)}")
+    return " ".join(parts)
+
+
+def seeds_of(result: dict[str, Any]) -> list[str]:
+    per_seed = result["per_seed"]
+    return sorted(per_seed["pretrained"]) if "pretrained" in per_seed else sorted(per_seed)
+
+
+def per_seed_points(result: dict[str, Any], method: str, at_round: int | None) -> dict[str, list[float]]:
+    """{"validity_minus_pretrained": [...], "coverage_over_pretrained": [...]}, one value per seed."""
+    dv, cov = [], []
+    for s in seeds_of(result):
+        if "pretrained" in result["per_seed"]:  # molecules.py: per_seed[method][seed] holds curves
+            pre, curve = result["per_seed"]["pretrained"][s], result["per_seed"][method][s]
+            i = curve["round"].index(at_round) if at_round is not None else -1
+            val, c = curve["validity"][i], curve["coverage"][i]
+        else:  # qm9_confirm.py: per_seed[seed][method] holds the last evaluation
+            pre, last = result["per_seed"][s]["pretrained"], result["per_seed"][s][method]
+            val, c = last["validity"], last["coverage"]
+        dv.append(val - pre["validity"])
+        cov.append(c / pre["coverage"])
+    return {"validity_minus_pretrained": dv, "coverage_over_pretrained": cov}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="*", help="result files (FILE or FILE@ROUND); default: the arms in BENCHMARKS.md")
+    ap.add_argument("--name", default="qm9_trade")
+    args = ap.parse_args()
+    started = time.time()
+    arms: list[dict[str, Any]] = []
+    for spec in args.files or [str(RESULTS / a) for a in ARMS]:
+        path, _, rnd = spec.partition("@")
+        if not Path(path).is_file():
+            print(f"skipped {path}: not found")
+            continue
+        result = json.loads(Path(path).read_text())
+        at_round = int(rnd) if rnd else None
+        methods = ["actflow"]
+        if Path(path).name == "qm9.json":
+            methods = ["rec-nf", "rec-f", "actflow"]
+        for method in methods:
+            points = per_seed_points(result, method, at_round)
+            arms.append({"file": Path(path).name, "round": at_round, "method": method,
+                         "label": arm_label(result, method, at_round), "seeds": seeds_of(result), **points,
+                         **{f"{k}_summary": mean_std(v) for k, v in points.items()}})
+    plot(arms, RESULTS / f"{args.name}.png")
+    write_result(args.name, {"arms": arms, "goal": {"coverage_over_pretrained": GOAL_COVERAGE,
+                                                    "validity_minus_pretrained": GOAL_VALIDITY}}, started)
+    for a in arms:
+        v, c = a["validity_minus_pretrained_summary"], a["coverage_over_pretrained_summary"]
+        print(f"{a['label']:40s} validity {v['mean']:+.3f} ± {v['std']:.3f}   "
+              f"coverage {c['mean']:.2f} ± {c['std']:.2f}×")
+
+
+def plot(arms: list[dict[str, Any]], path: Path) -> None:
+    from flowdisco.plotting import save_figure, subplots
+
+    fig, ax = subplots(1, 1, figsize=(9, 6.5), dpi=110)
+    ax.axhline(GOAL_COVERAGE, color="#6a994e", lw=1, ls="--")
+    ax.axvline(GOAL_VALIDITY, color="#6a994e", lw=1, ls="--")
+    colours = {"rec-nf": "#6d597a", "rec-f": "#2a9d8f"}
+    for a in arms:
+        v, c = a["validity_minus_pretrained_summary"], a["coverage_over_pretrained_summary"]
+        colour = colours.get(a["method"], "#e76f51" if "GP" in a["label"] else "#f4a261")
+        ax.scatter(a["validity_minus_pretrained"], a["coverage_over_pretrained"], s=10, color=colour, alpha=0.35)
+        ax.errorbar(v["mean"], c["mean"], xerr=v["std"], yerr=c["std"], fmt="o", color=colour, ms=5, capsize=2)
+        ax.annotate(a["label"], (v["mean"], c["mean"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("validity − pre-trained model's (final evaluation, 1,000 samples)")
+    ax.set_ylabel("coverage / pre-trained model's (LeaderPicker 0.85, 500 valid)")
+    ax.set_xlim(min(-0.25, ax.get_xlim()[0]), max(0.12, ax.get_xlim()[1]))
+    ax.set_ylim(0.7, max(1.7, ax.get_ylim()[1]))
+    (_, x1), (_, y1) = ax.get_xlim(), ax.get_ylim()
+    ax.fill_between([GOAL_VALIDITY, x1], GOAL_COVERAGE, y1, color="#e9f5db", zorder=0)
+    ax.text(GOAL_VALIDITY + 0.003, GOAL_COVERAGE + 0.01, "goal: both", color="#6a994e", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.set_title("QM9, 12-round budget unless named: mean ± std over seeds (dots: single seeds)", fontsize=10)
+    save_figure(fig, path)
+
+
+if __name__ == "__main__":
+    main()
