@@ -205,3 +205,19 @@ def test_a_figure_that_cannot_be_drawn_costs_the_figure_not_the_run(pretrained, 
         run = fd.expand(pretrained, "toy2d", rounds=1, seed=0, run_dir=tmp_path / "r", progress=False, **FAST)
     assert len(run.history) == 2 and (tmp_path / "r" / "state" / "round-00001" / "model.safetensors").is_file()
     assert "could not draw" in caplog.text and "libXrender" in caplog.text
+
+
+def test_collect_valid_says_at_once_when_the_valid_count_is_out_of_reach(pretrained, caplog):
+    from flowdisco.generate import collect_valid
+    from flowdisco.seeding import make_generator
+
+    dom = fd.domains.get_domain("toy2d")
+    with caplog.at_level("WARNING", logger="flowdisco.generate"):
+        raw, valid = collect_valid(pretrained, dom, 10_000, generator=make_generator(0), batch=32, max_batches=2,
+                                   steps=10)
+    assert len(raw) == 64 and len(valid) == int(raw.valid.sum()) < 10_000
+    assert any("at most 2 are drawn" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="flowdisco.generate"):
+        collect_valid(pretrained, dom, 4, generator=make_generator(0), batch=32, max_batches=2, steps=10)
+    assert not caplog.records

@@ -5,6 +5,8 @@ Used by evaluation, by ActFlow's warm-up and rounds, and by the CLI.
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,8 @@ from flowdisco import dist, faults
 from flowdisco.domains.base import Domain
 from flowdisco.flow.solvers import GuidanceFn, NoiseSchedule
 from flowdisco.seeding import derive_seed, make_generator
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -115,6 +119,20 @@ def collect_valid(model: Any, domain: Domain, n_valid: int, *, generator: torch.
             bar.set_postfix(batch=i + 1, validity=f"{n_ok / ((i + 1) * batch):.3f}")
             if n_ok >= n_valid:
                 break
+            if i == 0:
+                _warn_if_out_of_reach(domain, found, batch, n_valid, max_batches)
     raw = Generated.concat(parts)
     valid_idx = np.flatnonzero(raw.valid)[:n_valid]
     return raw, raw.select(valid_idx)
+
+
+def _warn_if_out_of_reach(domain: Domain, found: int, batch: int, n_valid: int, max_batches: int) -> None:
+    """Say at once, from the first batch's validity, when ``n_valid`` valid designs will take more than
+    ``max_batches`` batches: all of them will then be drawn, which on a low-validity model is the long part."""
+    need = math.inf if found == 0 else math.ceil(n_valid / found)
+    if need > max_batches:
+        expected = found * max_batches
+        log.warning("%s: the first batch of %d samples held %d valid designs; %d valid ones need about %s batches, "
+                    "but at most %d are drawn (about %d valid designs, %d samples). Ask for fewer valid designs "
+                    "(eval_valid / --n-valid) or allow more batches.", domain.name, batch, found, n_valid,
+                    "∞" if need == math.inf else need, max_batches, expected, batch * max_batches)
