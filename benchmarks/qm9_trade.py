@@ -24,7 +24,7 @@ from common import RESULTS, mean_std, write_result
 
 ARMS = ["qm9.json", "qm9_w1024.json", "qm9_gp.json", "qm9_gp30.json", "qm9_gp30_anchor.json", "qm9_gp30_neg.json",
         "qm9_gp30_neg_mw.json", "qm9_gp30_neg_mw01.json", "qm9_gp30_neg03.json", "qm9_gp50_neg03.json",
-        "qm9_gp100_neg05.json", "qm9_confirm_gp50_neg03.json",
+        "qm9_gp100_neg05.json", "qm9_gp50_neg03_l1.json", "qm9_confirm_gp50_neg03.json",
         "qm9_r18_gp50_neg03.json"]
 GOAL_COVERAGE, GOAL_VALIDITY = 1.5, 0.0
 
@@ -38,6 +38,9 @@ def arm_label(result: dict[str, Any], method: str, at_round: int | None) -> str:
     for key, short in (("negative_scale", "c"), ("mean_weight", "w"), ("anchor_weight", "α"), ("warmup_valid", "W")):
         if key in opts:
             parts.append(f"{short}{opts[key]:g}")
+    lengthscale = (opts.get("surrogate_options") or {}).get("lengthscale")
+    if lengthscale is not None:
+        parts.append(f"ℓ{lengthscale:g}")
     rounds = at_round or (result.get("settings") or {}).get("rounds") or 12
     if rounds != 12:
         parts.append(f"{rounds} rounds")
