@@ -25,16 +25,18 @@ from common import RESULTS, mean_std, write_result
 ARMS = ["qm9.json", "qm9_w1024.json", "qm9_gp.json", "qm9_gp30.json", "qm9_gp30_anchor.json", "qm9_gp30_neg.json",
         "qm9_gp30_neg_mw.json", "qm9_gp30_neg_mw01.json", "qm9_gp30_neg03.json", "qm9_gp50_neg03.json",
         "qm9_gp100_neg05.json", "qm9_gp50_neg03_l1.json", "qm9_confirm_gp50_neg03.json",
-        "qm9_r18_gp50_neg03.json"]
+        "qm9_r18_gp50_neg03.json", "qm9_recf_neg03.json"]
 GOAL_COVERAGE, GOAL_VALIDITY = 1.5, 0.0
 
 
 def arm_label(result: dict[str, Any], method: str, at_round: int | None) -> str:
-    """A short name of what ran: the surrogate, λ, c, w, α, W, rounds and seeds where not the defaults."""
-    if method != "actflow":
-        return method
-    opts = {**(result.get("expand_options") or {}), **(result.get("actflow_options") or {})}
-    parts = ["GP" if opts.get("surrogate") == "gp" else "ensemble", f"λ{opts.get('guidance_strength', 10):g}"]
+    """A short name of what ran: the surrogate, λ, c, w, α, W, ℓ, rounds and seeds where not the defaults."""
+    opts = dict(result.get("expand_options") or {})
+    if method == "actflow":
+        opts.update(result.get("actflow_options") or {})
+        parts = ["GP" if opts.get("surrogate") == "gp" else "ensemble", f"λ{opts.get('guidance_strength', 10):g}"]
+    else:
+        parts = [method]
     for key, short in (("negative_scale", "c"), ("mean_weight", "w"), ("anchor_weight", "α"), ("warmup_valid", "W")):
         if key in opts:
             parts.append(f"{short}{opts[key]:g}")
@@ -96,8 +98,9 @@ def main() -> None:
             continue
         result = json.loads(Path(path).read_text())
         at_round = int(rnd) if rnd else None
-        methods = ["actflow"]
-        if Path(path).name == "qm9.json":
+        reused = (result.get("baselines_reused") or {}).get("methods", [])
+        methods = [m for m in result.get("methods", ["actflow"]) if m not in reused]
+        if Path(path).name == "qm9.json":  # written before results named their methods
             methods = ["rec-nf", "rec-f", "actflow"]
         for method in methods:
             points = per_seed_points(result, method, at_round)
@@ -122,10 +125,10 @@ def plot(arms: list[dict[str, Any]], path: Path) -> None:
     fig, ax = subplots(1, 1, figsize=(9, 6.5), dpi=110)
     ax.axhline(GOAL_COVERAGE, color="#6a994e", lw=1, ls="--")
     ax.axvline(GOAL_VALIDITY, color="#6a994e", lw=1, ls="--")
-    colours = {"rec-nf": "#6d597a", "rec-f": "#2a9d8f"}
+    colours = {"rec-nf": "#6d597a", "rec-f": "#2a9d8f", "actflow": "#f4a261"}
     for a in arms:
         v, c = a["validity_minus_pretrained_summary"], a["coverage_over_pretrained_summary"]
-        colour = colours.get(a["method"], "#e76f51" if "GP" in a["label"] else "#f4a261")
+        colour = "#e76f51" if a["label"].startswith("GP") else colours[a["method"]]
         ax.scatter(a["validity_minus_pretrained"], a["coverage_over_pretrained"], s=10, color=colour, alpha=0.35)
         ax.errorbar(v["mean"], c["mean"], xerr=v["std"], yerr=c["std"], fmt="o", color=colour, ms=5, capsize=2)
         ax.annotate(a["label"], (v["mean"], c["mean"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
