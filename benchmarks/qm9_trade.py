@@ -135,7 +135,7 @@ def plot(arms: list[dict[str, Any]], path: Path) -> None:
     ax.set_xlabel("validity − pre-trained model's (final evaluation, 1,000 samples)")
     ax.set_ylabel("coverage / pre-trained model's (LeaderPicker 0.85, 500 valid)")
     ax.set_xlim(min(-0.25, ax.get_xlim()[0]), max(0.12, ax.get_xlim()[1]))
-    ax.set_ylim(0.7, max(1.7, ax.get_ylim()[1]))
+    ax.set_ylim(min(0.7, ax.get_ylim()[0]), max(1.7, ax.get_ylim()[1]))
     (_, x1), (_, y1) = ax.get_xlim(), ax.get_ylim()
     ax.fill_between([GOAL_VALIDITY, x1], GOAL_COVERAGE, y1, color="#e9f5db", zorder=0)
     ax.text(GOAL_VALIDITY + 0.003, GOAL_COVERAGE + 0.01, "goal: both", color="#6a994e", fontsize=8)
