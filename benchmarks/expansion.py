@@ -150,6 +150,16 @@ def compare_methods(model: FlowModel, dom: Any, *, seeds: list[int], work: Path,
     return out
 
 
+def against_pretrained(per_seed: dict[str, dict[str, dict]], method: str, names: list[str],
+                       index: int = -1) -> dict[str, list[float | None]]:
+    """Per seed in ``names``: ``method``'s validity minus the pre-trained model's and its coverage over the
+    pre-trained model's (None where that coverage is 0), at evaluation ``index`` (default: the last)."""
+    pairs = [(per_seed[method][s], per_seed["pretrained"][s]) for s in names]
+    return {"validity_minus_pretrained": [c["validity"][index] - p["validity"] for c, p in pairs],
+            "coverage_over_pretrained": [c["coverage"][index] / p["coverage"] if p["coverage"] else None
+                                         for c, p in pairs]}
+
+
 def _ratios(per_seed: dict[str, dict[str, dict]], names: list[str], keys: list[str]) -> dict[str, Any]:
     """The goals' quantities, per seed then mean ± std: ActFlow's final coverage over the pre-trained
     model's and Rec-F's, and ActFlow's and Rec-NF's validity minus the pre-trained model's. None where
@@ -160,14 +170,13 @@ def _ratios(per_seed: dict[str, dict[str, dict]], names: list[str], keys: list[s
     def over(a: list[float] | None, b: list[float] | None) -> dict | None:
         return None if a is None or b is None else mean_std([x / y if y else None for x, y in zip(a, b, strict=True)])
 
-    def minus(a: list[float] | None, b: list[float]) -> dict | None:
-        return None if a is None else mean_std([x - y for x, y in zip(a, b, strict=True)])
+    def change(m: str, what: str) -> dict | None:
+        return mean_std(against_pretrained(per_seed, m, names)[what]) if m in per_seed else None
 
-    pre = {k: [per_seed["pretrained"][s][k] for s in names] for k in ("coverage", "validity")}
-    ratios = {"actflow_coverage_over_pretrained": over(last("actflow", "coverage"), pre["coverage"]),
+    ratios = {"actflow_coverage_over_pretrained": change("actflow", "coverage_over_pretrained"),
               "actflow_coverage_over_rec_f": over(last("actflow", "coverage"), last("rec-f", "coverage")),
-              "actflow_validity_minus_pretrained": minus(last("actflow", "validity"), pre["validity"]),
-              "rec_nf_validity_minus_pretrained": minus(last("rec-nf", "validity"), pre["validity"])}
+              "actflow_validity_minus_pretrained": change("actflow", "validity_minus_pretrained"),
+              "rec_nf_validity_minus_pretrained": change("rec-nf", "validity_minus_pretrained")}
     for k in keys:  # the stricter / other coverage measures, where the domain reports them
         a, r = last("actflow", k), last("rec-f", k)
         if k.startswith("coverage_") and a is not None and r is not None and None not in a + r:
@@ -269,5 +278,6 @@ def common_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--work-dir", default=None, help="run directories (default runs/bench-DOMAIN, not committed)")
 
 
-__all__ = ["COLORS", "METHODS", "RESULTS", "check_baselines", "common_arguments", "compare_methods", "new_designs",
+__all__ = ["COLORS", "METHODS", "RESULTS", "against_pretrained",
+           "check_baselines", "common_arguments", "compare_methods", "new_designs",
            "plot_curves", "pretrained_model", "ratio"]

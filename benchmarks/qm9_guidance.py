@@ -68,7 +68,8 @@ def one_seed(model: FlowModel, strengths: list[float], n: int, seed: int, option
     dom = get_domain("qm9")
     warm = expand(model, dom, "actflow", rounds=0, seed=seed, eval_every=0, progress=False, **options)
     cfg, buf = warm.config, warm.buffer
-    rep, feats, surrogate, *_ = fit_round_surrogate(model, buf, cfg, round_=1)  # exactly as round 1 of expand
+    fitted = fit_round_surrogate(model, buf, cfg, round_=1)  # exactly as round 1 of expand
+    rep, feats, surrogate = fitted.rep, fitted.features, fitted.surrogate
     buffer_smiles = [s for s, v in zip(dom.decode_safe(buf.x), buf.valid.tolist(), strict=True) if v and s]
     buffer_keys = {dom.key(s) for s in buffer_smiles}
     buffer_desc = dom.descriptors(buffer_smiles)

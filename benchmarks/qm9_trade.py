@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from common import RESULTS, mean_std, write_result
+from expansion import against_pretrained
 
 ARMS = ["qm9.json", "qm9_w1024.json", "qm9_gp.json", "qm9_gp30.json", "qm9_gp30_anchor.json", "qm9_gp30_neg.json",
         "qm9_gp30_neg_mw.json", "qm9_gp30_neg_mw01.json", "qm9_gp30_neg03.json", "qm9_gp50_neg03.json",
@@ -59,18 +60,15 @@ def seeds_of(result: dict[str, Any]) -> list[str]:
 
 def per_seed_points(result: dict[str, Any], method: str, at_round: int | None) -> dict[str, list[float]]:
     """{"validity_minus_pretrained": [...], "coverage_over_pretrained": [...]}, one value per seed."""
-    dv, cov = [], []
-    for s in seeds_of(result):
-        if "pretrained" in result["per_seed"]:  # molecules.py: per_seed[method][seed] holds curves
-            pre, curve = result["per_seed"]["pretrained"][s], result["per_seed"][method][s]
-            i = curve["round"].index(at_round) if at_round is not None else -1
-            val, c = curve["validity"][i], curve["coverage"][i]
-        else:  # qm9_confirm.py: per_seed[seed][method] holds the last evaluation
-            pre, last = result["per_seed"][s]["pretrained"], result["per_seed"][s][method]
-            val, c = last["validity"], last["coverage"]
-        dv.append(val - pre["validity"])
-        cov.append(c / pre["coverage"])
-    return {"validity_minus_pretrained": dv, "coverage_over_pretrained": cov}
+    names = seeds_of(result)
+    if "pretrained" in result["per_seed"]:  # molecules.py: per_seed[method][seed] holds curves
+        index = result["per_seed"][method][names[0]]["round"].index(at_round) if at_round is not None else -1
+        return against_pretrained(result["per_seed"], method, names, index)
+    # qm9_confirm.py: per_seed[seed][method] holds the last evaluation
+    pre = [result["per_seed"][s]["pretrained"] for s in names]
+    last = [result["per_seed"][s][method] for s in names]
+    return {"validity_minus_pretrained": [a["validity"] - p["validity"] for a, p in zip(last, pre, strict=True)],
+            "coverage_over_pretrained": [a["coverage"] / p["coverage"] for a, p in zip(last, pre, strict=True)]}
 
 
 def data_coverage(draws: int = 10, n: int = 500) -> dict[str, Any]:
