@@ -25,6 +25,9 @@ def torchrun(worker: str, *args: str) -> None:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=HERE)
         if proc.returncode == 0 or TEARDOWN_ABORT not in proc.stderr or attempt == 1:
             break
+        if "--run-dir" in args and "--resume" not in args:
+            # the aborted attempt wrote its run directory; a CLI run is repeated the way a user would
+            cmd.append("--resume")
     if proc.returncode != 0 and "errno" in proc.stderr.lower() and "address" in proc.stderr.lower():
         pytest.skip(f"no local port for the gloo rendezvous: {proc.stderr[-300:]}")
     assert proc.returncode == 0, proc.stderr[-3000:]
