@@ -53,6 +53,39 @@ def test_greedy_subset_keeps_far_points_and_caps():
     assert greedy_subset(x, 0.1, max_points=2).numel() == 2
 
 
+def _one_by_one_subset(x: torch.Tensor, radius: float) -> list[int]:
+    """Sphere exclusion the plain way: visit the points in order, keep one farther than radius from all kept."""
+    keep: list[int] = []
+    for i in range(x.shape[0]):
+        if not keep or bool(((x[keep] - x[i]) ** 2).sum(1).min() > radius * radius):
+            keep.append(i)
+    return keep
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1000])
+def test_greedy_subset_in_blocks_equals_the_one_by_one_visit(block):
+    g = torch.Generator().manual_seed(3)
+    centres = torch.rand(40, 5, generator=g, dtype=torch.float64)
+    x = centres[torch.randint(0, 40, (600,), generator=g)] + 0.05 * torch.randn(600, 5, generator=g,
+                                                                                dtype=torch.float64)
+    expected = _one_by_one_subset(x, 0.12)
+    assert 40 < len(expected) < 600  # the radius matters: many points dropped, many kept
+    assert greedy_subset(x, 0.12, block=block).tolist() == expected
+
+
+def test_gp_kernel_is_the_rbf_of_the_pairwise_distances():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(7, 16, generator=g, dtype=torch.float64) * 0.05
+    b = torch.cat([a[:2], torch.randn(5, 16, generator=g, dtype=torch.float64) * 0.05])  # two exact repeats
+    direct = torch.exp(-((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / (2 * 0.1**2))
+    k = GPSurrogate(0.1).kernel(a, b)
+    assert torch.allclose(k, direct, rtol=0, atol=1e-12)
+    assert k[0, 0] == pytest.approx(1.0, abs=1e-14) and k[1, 1] == pytest.approx(1.0, abs=1e-14)
+    gp = GPSurrogate(0.1, subset_radius=0).fit(b)
+    q = (a[2:5] + 0.03).requires_grad_(True)
+    assert torch.autograd.gradcheck(gp.variance, (q,))  # the guidance gradient is the variance's true one
+
+
 def test_gp_uncertainty_is_differentiable():
     gp = GPSurrogate(0.1).fit(NEAR)
     q = torch.tensor([[0.1, 0.1]], requires_grad=True)
