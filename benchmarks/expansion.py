@@ -219,12 +219,8 @@ def recorded_seconds(run: Any) -> float:
 
 
 def new_designs(run: Any, dom: Any) -> dict[str, float]:
-    """What a run generated after warm-up: valid unique designs, and those not in the data set."""
-    buf = run.buffer
-    sel = buf.valid & (buf.round > 0)
-    keys = {dom.key(d) for d in dom.decode_safe(buf.x[sel]) if d}
-    return {"generated": float(int((buf.round > 0).sum())), "valid_unique": float(len(keys)),
-            "new_valid_unique": float(len(keys - dom.dataset_keys()))}
+    """What a run generated after warm-up: valid unique designs, those not in the data set, and their coverage."""
+    return run.discovered(dom)
 
 
 def ratio(result: dict, key: str) -> float:

@@ -45,7 +45,7 @@ def test_main_job_expands_the_shipped_qm9_model_at_tiny_size(tmp_path):
                          text=True, timeout=600, env={**os.environ, "MPLBACKEND": "Agg"})
     assert out.returncode == 0, out.stderr
     for word in ("pre-trained", "actflow r1", "validity", "coverage", "vendi", "novelty", "n_new_unique",
-                 "frechet_to_test"):
+                 "frechet_to_test", "found in the rounds:"):
         assert word in out.stdout, word
     for f in ("config.json", "metrics.jsonl", "state/LATEST.json", "plots/validity.png", "plots/coverage.png"):
         assert (run / f).is_file(), f

@@ -46,6 +46,12 @@ def test_two_round_expand_runs_and_writes_every_file(pretrained, tmp_path):
     assert 0 < lines[2]["eval_generable_coverage"] <= 1 and "eval_frechet_to_reference" in lines[2]
     assert len(run.buffer) == lines[2]["buffer_size"] and run.buffer.n_valid >= 32
     assert not list(d.glob("state/pending-*"))  # committed rounds leave no pending work behind
+    # what the rounds found: the warm-up's designs are not counted; continuous designs are all distinct
+    found = run.discovered("toy2d")
+    in_rounds = run.buffer.round > 0
+    assert found["generated"] == 2 * FAST["samples_per_round"] == int(in_rounds.sum())
+    assert found["valid_unique"] == int((run.buffer.valid & in_rounds).sum()) > 0
+    assert found["new_valid_unique"] <= found["valid_unique"] and 0 < found["coverage"] <= found["valid_unique"]
     # the caller's model is left untouched; the run's model has moved
     assert all(torch.equal(v, pretrained.net.state_dict()[k]) for k, v in before.items())
     assert any(not torch.equal(v, run.model.net.state_dict()[k]) for k, v in before.items())

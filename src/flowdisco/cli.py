@@ -488,9 +488,12 @@ def cmd_expand(args: argparse.Namespace) -> int:
         print()
         print(format_table(rows, keys))
         print("\n" + "\n".join(f"  {k}: {METRIC_HELP[k]}" for k in keys if k in METRIC_HELP))
-    new = sum(h.get("round_new_valid_unique", 0) for h in run.history)
-    print(f"\n{len(run.history) - 1} rounds, buffer {len(run.buffer)} designs ({run.buffer.n_valid} valid, "
-          f"{new} distinct valid designs first found during expansion) · wall-clock {time.perf_counter() - t0:.1f} s")
+    found = run.discovered(dom)
+    print(f"\n{len(run.history) - 1} rounds, buffer {len(run.buffer)} designs ({run.buffer.n_valid} valid) · "
+          f"wall-clock {time.perf_counter() - t0:.1f} s")
+    print(f"found in the rounds: {found['valid_unique']:.0f} distinct valid designs of {found['generated']:.0f} "
+          f"generated, {found['new_valid_unique']:.0f} not in the data set; they cover {found['coverage']:.0f} "
+          f"(coverage as in the table, on all of them)")
     print(f"run directory {run_dir} · plots {run_dir / 'plots'} · frames {run_dir / 'frames'}")
     grid = run_dir / "plots" / "new_designs.png"
     if grid.is_file():

@@ -163,6 +163,22 @@ class ExpandRun:
     def evaluations(self) -> list[dict[str, Any]]:
         return evaluations(self.history)
 
+    def discovered(self, domain: str | Domain) -> dict[str, float]:
+        """What the expansion rounds generated (the warm-up excluded): ``generated`` designs,
+        ``valid_unique`` distinct valid ones, ``new_valid_unique`` of them not in the data set, and the
+        domain's ``coverage`` of the distinct valid ones (the evaluation's measure, on every one found
+        rather than on a fixed-size sample)."""
+        dom = get_domain(domain)
+        buf = self.buffer
+        found: dict[Any, Any] = {}
+        for d in dom.decode_safe(buf.x[buf.valid & (buf.round > 0)]):
+            if d:
+                found.setdefault(dom.key(d), d)
+        designs = list(found.values())
+        return {"generated": float(int((buf.round > 0).sum())), "valid_unique": float(len(designs)),
+                "new_valid_unique": float(len(found.keys() - dom.dataset_keys())),
+                "coverage": float(dom.coverage(dom.descriptors(designs), designs=designs)) if designs else 0.0}
+
 
 def expand(model: FlowModel | str | os.PathLike, domain: str | Domain, method: str = "actflow", *,
            rounds: int | None = None, samples_per_round: int | None = None, finetune_steps: int | None = None,
