@@ -28,7 +28,8 @@ from expansion import against_pretrained
 ARMS = ["qm9.json", "qm9_w1024.json", "qm9_gp.json", "qm9_gp30.json", "qm9_gp30_anchor.json", "qm9_gp30_neg.json",
         "qm9_gp30_neg_mw.json", "qm9_gp30_neg_mw01.json", "qm9_gp30_neg03.json", "qm9_gp50_neg03.json",
         "qm9_gp100_neg05.json", "qm9_gp50_neg03_l1.json", "qm9_confirm_gp50_neg03.json",
-        "qm9_r18_gp50_neg03.json", "qm9_recf_neg03.json", "qm9_gp50_neg03_spr128.json", "qm9_gp50_neg03_blocks3.json"]
+        "qm9_r18_gp50_neg03.json", "qm9_recf_neg03.json", "qm9_gp50_neg03_spr128.json", "qm9_gp50_neg03_blocks3.json",
+        "qm9_gp50_neg03_spr128_ft500.json"]
 GOAL_COVERAGE, GOAL_VALIDITY = 1.5, 0.0
 
 
@@ -53,6 +54,8 @@ def arm_label(result: dict[str, Any], method: str, at_round: int | None) -> str:
         parts.append(f"φ s{opts['representation_time']:g}")
     if "samples_per_round" in opts:
         parts.append(f"{opts['samples_per_round']}/round")
+    if opts.get("finetune_steps", 250) != 250:  # the benchmark's budget is 250 steps a round
+        parts.append(f"{opts['finetune_steps']} steps")
     rounds = at_round or (result.get("settings") or {}).get("rounds") or 12
     if rounds != 12:
         parts.append(f"{rounds} rounds")
