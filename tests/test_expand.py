@@ -52,6 +52,9 @@ def test_two_round_expand_runs_and_writes_every_file(pretrained, tmp_path):
     assert found["generated"] == 2 * FAST["samples_per_round"] == int(in_rounds.sum())
     assert found["valid_unique"] == int((run.buffer.valid & in_rounds).sum()) > 0
     assert found["new_valid_unique"] <= found["valid_unique"] and 0 < found["coverage"] <= found["valid_unique"]
+    capped = run.discovered("toy2d", max_coverage_designs=5)
+    assert capped["coverage_designs"] == 5 and 0 < capped["coverage"] <= 5
+    assert capped["valid_unique"] == found["valid_unique"]
     # the caller's model is left untouched; the run's model has moved
     assert all(torch.equal(v, pretrained.net.state_dict()[k]) for k, v in before.items())
     assert any(not torch.equal(v, run.model.net.state_dict()[k]) for k, v in before.items())

@@ -493,7 +493,8 @@ def cmd_expand(args: argparse.Namespace) -> int:
           f"wall-clock {time.perf_counter() - t0:.1f} s")
     print(f"found in the rounds: {found['valid_unique']:.0f} distinct valid designs of {found['generated']:.0f} "
           f"generated, {found['new_valid_unique']:.0f} not in the data set; they cover {found['coverage']:.0f} "
-          f"(coverage as in the table, on all of them)")
+          f"(coverage as in the table, on " + ("all of them)" if found["coverage_designs"] == found["valid_unique"]
+                                                else f"{found['coverage_designs']:.0f} of them drawn at random)"))
     print(f"run directory {run_dir} · plots {run_dir / 'plots'} · frames {run_dir / 'frames'}")
     grid = run_dir / "plots" / "new_designs.png"
     if grid.is_file():

@@ -163,11 +163,12 @@ class ExpandRun:
     def evaluations(self) -> list[dict[str, Any]]:
         return evaluations(self.history)
 
-    def discovered(self, domain: str | Domain) -> dict[str, float]:
+    def discovered(self, domain: str | Domain, max_coverage_designs: int = 2000) -> dict[str, float]:
         """What the expansion rounds generated (the warm-up excluded): ``generated`` designs,
         ``valid_unique`` distinct valid ones, ``new_valid_unique`` of them not in the data set, and the
-        domain's ``coverage`` of the distinct valid ones (the evaluation's measure, on every one found
-        rather than on a fixed-size sample)."""
+        domain's ``coverage`` of the distinct valid ones (the evaluation's measure), computed on all of
+        them or, beyond ``max_coverage_designs`` (sequence coverage aligns every design against every
+        centre), on that many drawn at random (seeded); ``coverage_designs`` says how many."""
         dom = get_domain(domain)
         buf = self.buffer
         found: dict[Any, Any] = {}
@@ -175,9 +176,14 @@ class ExpandRun:
             if d:
                 found.setdefault(dom.key(d), d)
         designs = list(found.values())
-        return {"generated": float(int((buf.round > 0).sum())), "valid_unique": float(len(designs)),
+        if len(designs) > max_coverage_designs:
+            rng = make_generator(derive_seed(self.config.seed, "discovered", 0))
+            pick = torch.randperm(len(designs), generator=rng)
+            designs = [designs[i] for i in sorted(pick[:max_coverage_designs].tolist())]
+        coverage = dom.coverage(dom.descriptors(designs), designs=designs) if designs else 0
+        return {"generated": float(int((buf.round > 0).sum())), "valid_unique": float(len(found)),
                 "new_valid_unique": float(len(found.keys() - dom.dataset_keys())),
-                "coverage": float(dom.coverage(dom.descriptors(designs), designs=designs)) if designs else 0.0}
+                "coverage": float(coverage), "coverage_designs": float(len(designs))}
 
 
 def expand(model: FlowModel | str | os.PathLike, domain: str | Domain, method: str = "actflow", *,
