@@ -22,8 +22,8 @@ from typing import Any
 
 from common import mean_std, write_result
 from flowdisco.domains import get_domain
-from flowdisco.expand.buffer import DesignBuffer
-from flowdisco.io import read_json
+from flowdisco.expand.loop import found_in_rounds
+from flowdisco.expand.state import RoundStore
 
 
 def last_evaluation(run_dir: Path) -> dict[str, Any]:
@@ -36,15 +36,13 @@ def last_evaluation(run_dir: Path) -> dict[str, Any]:
 
 
 def one_run(run_dir: Path, dom: Any, draws: int, n: int) -> dict[str, Any]:
-    latest = read_json(run_dir / "state" / "LATEST.json", what="run state")
-    buf = DesignBuffer.load(run_dir / "state" / latest["dir"] / "buffer.safetensors", tuple(dom.shape))
-    sel = buf.valid & (buf.round > 0)
-    smiles = sorted({dom.key(s) for s in dom.decode_safe(buf.x[sel]) if s})
+    round_, buf = RoundStore(run_dir / "state", writable=False).load_buffer(tuple(dom.shape))
+    smiles = sorted(found_in_rounds(buf, dom))  # canonical SMILES, sorted so the draws do not depend on order
     desc = dom.descriptors(smiles)
     sampled = [dom.coverage(desc[random.Random(k).sample(range(len(smiles)), min(n, len(smiles)))])
                for k in range(draws)]
     final = last_evaluation(run_dir)
-    return {"run": str(run_dir), "round": int(latest["round"]), "generated": int((buf.round > 0).sum()),
+    return {"run": str(run_dir), "round": round_, "generated": int((buf.round > 0).sum()),
             "valid_unique": len(smiles), "buffer_coverage_all": dom.coverage(desc),
             "buffer_coverage_500": mean_std(sampled), "model_coverage_500": final["eval_coverage"],
             "model_validity": final["eval_validity"]}

@@ -58,6 +58,19 @@ def test_two_round_expand_runs_and_writes_every_file(pretrained, tmp_path):
     # the caller's model is left untouched; the run's model has moved
     assert all(torch.equal(v, pretrained.net.state_dict()[k]) for k, v in before.items())
     assert any(not torch.equal(v, run.model.net.state_dict()[k]) for k, v in before.items())
+    # the buffer alone reads back as committed, and a changed file is refused, not read
+    from flowdisco.expand.state import RoundStore
+    from flowdisco.io import CheckpointError
+
+    store = RoundStore(d / "state", writable=False)
+    r, buf = store.load_buffer(run.buffer.shape)
+    assert r == 2 and torch.equal(buf.x, run.buffer.x) and torch.equal(buf.round, run.buffer.round)
+    path = d / "state/round-00002/buffer.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        store.load_buffer(run.buffer.shape)
 
 
 class Killed(BaseException):  # not an Exception: passes through the verifier's error handling

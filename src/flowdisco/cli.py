@@ -491,10 +491,11 @@ def cmd_expand(args: argparse.Namespace) -> int:
     found = run.discovered(dom)
     print(f"\n{len(run.history) - 1} rounds, buffer {len(run.buffer)} designs ({run.buffer.n_valid} valid) · "
           f"wall-clock {time.perf_counter() - t0:.1f} s")
+    on = ("all of them" if found["coverage_designs"] == found["valid_unique"]
+          else f"{found['coverage_designs']:.0f} of them drawn at random")
     print(f"found in the rounds: {found['valid_unique']:.0f} distinct valid designs of {found['generated']:.0f} "
           f"generated, {found['new_valid_unique']:.0f} not in the data set; they cover {found['coverage']:.0f} "
-          f"(coverage as in the table, on " + ("all of them)" if found["coverage_designs"] == found["valid_unique"]
-                                                else f"{found['coverage_designs']:.0f} of them drawn at random)"))
+          f"(coverage as in the table, on {on})")
     print(f"run directory {run_dir} · plots {run_dir / 'plots'} · frames {run_dir / 'frames'}")
     grid = run_dir / "plots" / "new_designs.png"
     if grid.is_file():

@@ -171,10 +171,7 @@ class ExpandRun:
         centre), on that many drawn at random (seeded); ``coverage_designs`` says how many."""
         dom = get_domain(domain)
         buf = self.buffer
-        found: dict[Any, Any] = {}
-        for d in dom.decode_safe(buf.x[buf.valid & (buf.round > 0)]):
-            if d:
-                found.setdefault(dom.key(d), d)
+        found = found_in_rounds(buf, dom)
         designs = list(found.values())
         if len(designs) > max_coverage_designs:
             rng = make_generator(derive_seed(self.config.seed, "discovered", 0))
@@ -596,6 +593,16 @@ class _Loop:
 def evaluations(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rounds of a history that carry an evaluation."""
     return [h for h in history if "eval" in h]
+
+
+def found_in_rounds(buffer: DesignBuffer, dom: Domain) -> dict[Any, Any]:
+    """The distinct valid designs a run generated in its rounds (the warm-up excluded): {key: design},
+    each at its first occurrence, in buffer order."""
+    found: dict[Any, Any] = {}
+    for d in dom.decode_safe(buffer.x[buffer.valid & (buffer.round > 0)]):
+        if d:
+            found.setdefault(dom.key(d), d)
+    return found
 
 
 def _first_seen_new(designs: list[Any], rounds: list[int], dom: Domain) -> list[tuple[Any, int]]:

@@ -85,6 +85,19 @@ class RoundStore:
         return int(read_json(p, what="run state")["round"])
 
     def load(self, net: nn.Module, shape: tuple[int, ...]) -> tuple[int, DesignBuffer, list[dict[str, Any]]]:
+        r, d = self._latest_checked()
+        load_weights_strict(net, load_tensors(d / "model.safetensors"), source=d / "model.safetensors")
+        buffer = DesignBuffer.load(d / "buffer.safetensors", shape)
+        history = read_json(d / "history.json", what="run history")
+        return r, buffer, history
+
+    def load_buffer(self, shape: tuple[int, ...]) -> tuple[int, DesignBuffer]:
+        """The latest committed round and its buffer, checked like :meth:`load` (for analysis without a model)."""
+        r, d = self._latest_checked()
+        return r, DesignBuffer.load(d / "buffer.safetensors", shape)
+
+    def _latest_checked(self) -> tuple[int, Path]:
+        """The latest committed round and its directory, every file checked against the manifest."""
         meta = read_json(self.dir / "LATEST.json", what="run state")
         try:
             r, d, digests = int(meta["round"]), self.dir / meta["dir"], meta["sha256"]
@@ -95,10 +108,7 @@ class RoundStore:
                 raise CheckpointError(f"run state file missing: {d / name}")
             if sha256_file(d / name) != digest:
                 raise CheckpointError(f"run state file is corrupt (checksum mismatch): {d / name}")
-        load_weights_strict(net, load_tensors(d / "model.safetensors"), source=d / "model.safetensors")
-        buffer = DesignBuffer.load(d / "buffer.safetensors", shape)
-        history = read_json(d / "history.json", what="run history")
-        return r, buffer, history
+        return r, d
 
     def load_model_weights(self, r: int, net: nn.Module) -> None:
         """Weights of a kept round snapshot (for frames / analysis)."""

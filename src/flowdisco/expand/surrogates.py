@@ -62,6 +62,7 @@ def greedy_subset(x: Tensor, radius: float, max_points: int | None = None, block
             alive = (_min_sq_distance(xb, centres[:n_kept]) > r2).nonzero().flatten().tolist()
             block_start = n_kept
             for j in alive:
+                # against at most `block` points: plain differences beat a matrix product here
                 if n_kept > block_start and bool(((centres[block_start:n_kept] - xb[j]) ** 2).sum(1).min() <= r2):
                     continue
                 centres[n_kept] = xb[j]
