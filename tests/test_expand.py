@@ -183,6 +183,28 @@ def test_bad_settings_name_the_problem(pretrained):
         fd.expand(pretrained, "toy2d", rounds=1, lambda_=3)
     with pytest.raises(ValueError, match="anchor_weight"):
         fd.expand(pretrained, "toy2d", rounds=1, anchor_weight=1.5)
+    with pytest.raises(ValueError, match="finetune_balance must be"):
+        fd.expand(pretrained, "toy2d", rounds=1, finetune_balance=-1.0)
+    with pytest.raises(ValueError, match="rec-nf fine-tunes on every design"):
+        fd.expand(pretrained, "toy2d", "rec-nf", rounds=1, finetune_balance=1.0)
+
+
+def test_balanced_finetuning_weights_each_design_by_its_neighbourhood(pretrained, monkeypatch):
+    seen = []
+
+    def spy(model, data, *args, **kwargs):
+        seen.append(data)
+        return real_fit(model, data, *args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "fit", spy)
+    run = fd.expand(pretrained, "toy2d", rounds=1, seed=0, progress=False, **{**FAST, "finetune_balance": 1.0})
+    x = run.buffer.x[run.buffer.valid].double()
+    counts = (torch.cdist(x, x) < Toy2D.coverage_threshold).sum(1).double()
+    assert counts.max() > counts.min()  # some designs are crowded, some are not: the weights differ
+    expected = (1 / counts) * (counts.numel() / (1 / counts).sum())
+    assert torch.allclose(seen[-1]["weight"].double(), expected, rtol=1e-5)
+    last = run.history[-1]
+    assert last["balance_radius"] == Toy2D.coverage_threshold and last["balance_ess"] < x.shape[0]
 
 
 def test_anchor_replay_and_negative_gradient_run(pretrained):

@@ -155,6 +155,12 @@ class Domain(ABC):
         """Write a picture of samples; domains without a natural picture write none."""
         return None
 
+    @property
+    def balance_radius(self) -> float:
+        """Neighbourhood radius, in :meth:`distance`, of ActFlow's density balancing of fine-tuning
+        (``finetune_balance``): the coverage radius, so a neighbourhood is about one coverage sphere."""
+        return self.coverage_threshold
+
     # ------------------------------------------------------------------ metrics hooks
     def coverage(self, descriptors: Tensor, threshold: float | None = None,
                  designs: Sequence[Any] | None = None) -> int:

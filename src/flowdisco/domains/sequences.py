@@ -209,6 +209,11 @@ class SequenceDomain(Domain):
     def distance(self, a: Tensor, b: Tensor) -> Tensor:
         return 1.0 - self.similarity(a, b)
 
+    @property
+    def balance_radius(self) -> float:
+        """Coverage here aligns sequences; :meth:`distance` is the spectra's, so its radius is the k-mer one."""
+        return self.kmer_threshold
+
     def coverage(self, descriptors: Tensor, threshold: float | None = None,
                  designs: Sequence[Any] | None = None) -> int:
         """Identity sphere exclusion on ``designs`` (new centre if identity < ``threshold``, default

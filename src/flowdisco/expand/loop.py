@@ -38,6 +38,7 @@ import torch
 from flowdisco import dist
 from flowdisco.domains import Domain, get_domain
 from flowdisco.evaluate import evaluate
+from flowdisco.expand.balance import balance_weights, neighbour_counts
 from flowdisco.expand.buffer import DesignBuffer
 from flowdisco.expand.exploration import WEIGHTINGS, UncertaintyGuidance
 from flowdisco.expand.representation import Representation
@@ -97,6 +98,10 @@ class ExpandConfig:
     # Fine-tuning raises p_θ on the designs it was weighted towards, so unclipped ratios feed back.
     tilt_log_ratio_clip: float | None = None
     anchor_weight: float = 0.0  # α: replay of the original training data inside UpdateFlow
+    # density balancing of UpdateFlow's data (expand/balance.py): each valid design weighted by
+    # (its neighbours within the radius, in the domain's descriptor distance)^(−power); 0: off
+    finetune_balance: float = 0.0
+    finetune_balance_radius: float | None = None  # None: the domain's balance_radius (its coverage radius)
     negative_scale: float = 0.0  # c: negative gradient on invalid designs
     negative_clip: float = 0.1
     eval_every: int = 10
@@ -121,6 +126,13 @@ class ExpandConfig:
             raise ValueError(f"finetune_steps must be ≥ 0, got {self.finetune_steps}")
         if not 0 <= self.anchor_weight < 1:
             raise ValueError(f"anchor_weight must be in [0, 1), got {self.anchor_weight}")
+        if self.finetune_balance < 0:
+            raise ValueError(f"finetune_balance must be ≥ 0, got {self.finetune_balance}")
+        if self.finetune_balance_radius is not None and not self.finetune_balance_radius > 0:
+            raise ValueError(f"finetune_balance_radius must be > 0 or None, got {self.finetune_balance_radius}")
+        if self.finetune_balance > 0 and self.method == "rec-nf":
+            raise ValueError("finetune_balance weights valid designs by their descriptors; rec-nf fine-tunes on "
+                             "every design, valid or not (use it with actflow or rec-f)")
         if self.tilt_alpha <= 0:
             raise ValueError(f"tilt_alpha must be > 0, got {self.tilt_alpha}")
         if self.tilt_log_ratio_clip is not None and not self.tilt_log_ratio_clip >= 0:
@@ -460,6 +472,19 @@ class _Loop:
                        "tilt_log_ratio_std": float(log_ratio.std()) if log_ratio.numel() > 1 else 0.0})
         return w
 
+    def _balance_weights(self, record: dict[str, Any]) -> torch.Tensor:
+        """Density-balancing weights [N_valid] of the valid buffer designs (see expand/balance.py)."""
+        cfg = self.cfg
+        radius = cfg.finetune_balance_radius if cfg.finetune_balance_radius is not None else self.dom.balance_radius
+        designs = self.dom.decode_safe(self.buffer.x[self.buffer.valid])
+        if any(d is None for d in designs):  # a valid design decoded before; it must again
+            raise RuntimeError(f"{self.dom.name}: a valid buffer design no longer decodes; cannot balance")
+        counts = neighbour_counts(self.dom.descriptors(designs), self.dom.distance, radius)
+        w = balance_weights(counts, cfg.finetune_balance)
+        record.update({"balance_radius": float(radius), "balance_neighbours_median": float(counts.double().median()),
+                       "balance_neighbours_max": int(counts.max()), "balance_ess": effective_sample_size(w)})
+        return w
+
     def _update_flow(self, r: int, record: dict[str, Any] | None = None) -> float:
         cfg = self.cfg
         if cfg.finetune_steps == 0:
@@ -468,6 +493,10 @@ class _Loop:
         if self._tilting() and data["x"].shape[0]:
             w = self._tilt_weights(r, record if record is not None else {})
             data["weight"] = (w * w.numel()).float()  # mean 1; each batch renormalises
+        if cfg.finetune_balance > 0 and data["x"].shape[0]:
+            b = self._balance_weights(record if record is not None else {})
+            w = b * data["weight"].double() if "weight" in data else b
+            data["weight"] = (w * (w.numel() / w.sum())).float()
         if cfg.anchor_weight > 0:
             data = _with_anchors(data, self.dom, cfg.anchor_weight)
         negatives = None
