@@ -29,13 +29,13 @@ ARMS = ["qm9.json", "qm9_w1024.json", "qm9_gp.json", "qm9_gp30.json", "qm9_gp30_
         "qm9_gp30_neg_mw.json", "qm9_gp30_neg_mw01.json", "qm9_gp30_neg03.json", "qm9_gp50_neg03.json",
         "qm9_gp100_neg05.json", "qm9_gp50_neg03_l1.json", "qm9_confirm_gp50_neg03.json",
         "qm9_r18_gp50_neg03.json", "qm9_recf_neg03.json", "qm9_gp50_neg03_spr128.json", "qm9_gp50_neg03_blocks3.json",
-        "qm9_gp50_neg03_spr128_ft500.json"]
+        "qm9_gp50_neg03_spr128_ft500.json", "qm9_gp50_neg03_bal1.json", "qm9_gp50_neg03_spr128_bal1.json"]
 GOAL_COVERAGE, GOAL_VALIDITY = 1.5, 0.0
 
 
 def arm_label(result: dict[str, Any], method: str, at_round: int | None) -> str:
-    """A short name of what ran: the surrogate, λ, c, w, α, W, ℓ, φ, designs per round, rounds and seeds where not
-    the defaults."""
+    """A short name of what ran: the surrogate, λ, c, w, α, W, ℓ, φ, designs per round, balancing, rounds and seeds
+    where not the defaults."""
     opts = dict(result.get("expand_options") or {})
     if method == "actflow":
         opts.update(result.get("actflow_options") or {})
@@ -54,6 +54,8 @@ def arm_label(result: dict[str, Any], method: str, at_round: int | None) -> str:
         parts.append(f"φ s{opts['representation_time']:g}")
     if "samples_per_round" in opts:
         parts.append(f"{opts['samples_per_round']}/round")
+    if opts.get("finetune_balance"):
+        parts.append(f"balance^{opts['finetune_balance']:g}")
     if opts.get("finetune_steps", 250) != 250:  # the benchmark's budget is 250 steps a round
         parts.append(f"{opts['finetune_steps']} steps")
     rounds = at_round or (result.get("settings") or {}).get("rounds") or 12

@@ -475,14 +475,22 @@ class _Loop:
     def _balance_weights(self, record: dict[str, Any]) -> torch.Tensor:
         """Density-balancing weights [N_valid] of the valid buffer designs (see expand/balance.py)."""
         cfg = self.cfg
+        started = time.perf_counter()
         radius = cfg.finetune_balance_radius if cfg.finetune_balance_radius is not None else self.dom.balance_radius
         designs = self.dom.decode_safe(self.buffer.x[self.buffer.valid])
-        if any(d is None for d in designs):  # a valid design decoded before; it must again
-            raise RuntimeError(f"{self.dom.name}: a valid buffer design no longer decodes; cannot balance")
-        counts = neighbour_counts(self.dom.descriptors(designs), self.dom.distance, radius)
+        ok = torch.tensor([d is not None for d in designs], dtype=torch.bool)
+        counts = torch.ones(len(designs), dtype=torch.long)
+        if ok.any():
+            counts[ok] = neighbour_counts(self.dom.descriptors([d for d in designs if d is not None]),
+                                          self.dom.distance, radius)
+        if not ok.all():  # the domain's decode raised this time on designs it decoded before
+            log.warning("%s: %d valid buffer design(s) did not decode for balancing; they count as the median "
+                        "neighbourhood", self.dom.name, int((~ok).sum()))
+            counts[~ok] = int(counts[ok].double().median()) if ok.any() else 1
         w = balance_weights(counts, cfg.finetune_balance)
         record.update({"balance_radius": float(radius), "balance_neighbours_median": float(counts.double().median()),
-                       "balance_neighbours_max": int(counts.max()), "balance_ess": effective_sample_size(w)})
+                       "balance_neighbours_max": int(counts.max()), "balance_ess": effective_sample_size(w),
+                       "balance_seconds": time.perf_counter() - started})
         return w
 
     def _update_flow(self, r: int, record: dict[str, Any] | None = None) -> float:
