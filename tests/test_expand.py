@@ -207,7 +207,6 @@ def test_balanced_finetuning_weights_each_design_by_its_neighbourhood(pretrained
     assert last["balance_radius"] == Toy2D.coverage_threshold and last["balance_ess"] < x.shape[0]
 
 
-
 class ForgetfulToy(Toy2D):
     """Decodes while designs are drawn; once ``forget`` is set, decoding any batch with a design right of
     x = 0 raises (a domain whose decode fails on a second call)."""
@@ -235,6 +234,7 @@ def test_balancing_survives_designs_that_no_longer_decode(pretrained, monkeypatc
     run = fd.expand(pretrained, dom, rounds=1, seed=0, progress=False, **{**FAST, "finetune_balance": 1.0})
     assert "did not decode for balancing" in caplog.text
     assert np.isfinite(run.history[-1]["finetune_loss"]) and run.history[-1]["balance_ess"] > 0
+
 
 def test_anchor_replay_and_negative_gradient_run(pretrained):
     run = fd.expand(pretrained, "toy2d", rounds=1, seed=0, progress=False,
