@@ -294,3 +294,24 @@ def test_collect_valid_says_at_once_when_the_valid_count_is_out_of_reach(pretrai
     with caplog.at_level("WARNING", logger="flowdisco.generate"):
         collect_valid(pretrained, dom, 4, generator=make_generator(0), batch=32, max_batches=2, steps=10)
     assert not caplog.records
+
+
+def test_anchor_replay_draws_a_share_alpha_of_each_batch_from_the_training_set():
+    """A buffer hundreds of times smaller than the training set still fills 1 − α of the rows; its own
+    loss weights (tilt, balancing) survive, rescaled to mean 1 like the anchors' weight 1."""
+    from flowdisco.expand.loop import _with_anchors
+    from flowdisco.flow.fit import _draw_batch
+
+    dom = Toy2D()
+    na = dom.training_set()["x"].shape[0]
+    nb = max(2, na // 200)
+    buffer = {"x": torch.full((nb, 2), 99.0), "weight": torch.linspace(1.0, 3.0, nb)}
+    data = _with_anchors(buffer, dom, 0.2)
+    assert data["x"].shape[0] == nb + na
+    assert torch.allclose(data["weight"][:nb].double().mean(), torch.tensor(1.0, dtype=torch.float64))
+    assert torch.allclose(data["weight"][:nb] / data["weight"][0], buffer["weight"] / buffer["weight"][0])
+    assert torch.equal(data["weight"][nb:], torch.ones(na))
+    model = fd.FlowModel("mlp", {"shape": [2], "width": 8, "depth": 1}, (2,))
+    gen = torch.Generator().manual_seed(0)
+    rows = torch.cat([_draw_batch(model, data, 500, gen, torch.device("cpu"))["x"][:, 0] for _ in range(20)])
+    assert abs(float((rows == 99.0).double().mean()) - 0.8) < 0.02

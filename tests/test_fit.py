@@ -120,3 +120,22 @@ def test_sharded_batch_gradient_is_the_gradient_of_the_weighted_batch_loss(shard
     assert torch.allclose(loss, expected_loss, atol=1e-6)
     for p, g in zip(params, expected, strict=True):
         assert torch.allclose(p.grad, g, atol=1e-6)
+
+
+def test_batches_draw_rows_by_the_draw_probabilities():
+    from flowdisco.flow.fit import _draw_batch
+
+    model = _model()
+    data = {"x": torch.arange(4.0)[:, None].repeat(1, 2), "draw": torch.tensor([0.0, 0.1, 0.2, 0.7])}
+    gen = torch.Generator().manual_seed(0)
+    rows = torch.cat([_draw_batch(model, data, 500, gen, torch.device("cpu"))["x"][:, 0] for _ in range(20)])
+    share = torch.bincount(rows.long(), minlength=4).double() / rows.numel()
+    assert share[0] == 0  # a zero probability is never drawn
+    assert torch.allclose(share, torch.tensor([0.0, 0.1, 0.2, 0.7], dtype=torch.float64), atol=0.01)
+
+
+@pytest.mark.parametrize("draw", [torch.tensor([1.0, -1.0]), torch.tensor([0.0, 0.0]),
+                                  torch.tensor([1.0, float("nan")])])
+def test_bad_draw_probabilities_are_refused(draw):
+    with pytest.raises(ValueError, match="'draw'"):
+        fit(_model(), {"x": torch.zeros(2, 2), "draw": draw}, _cfg(steps=1))

@@ -654,13 +654,19 @@ def _first_seen_new(designs: list[Any], rounds: list[int], dom: Domain) -> list[
 
 
 def _with_anchors(data: dict[str, torch.Tensor], dom: Domain, alpha: float) -> dict[str, torch.Tensor]:
-    """Append the training data as anchors; loss weights give them a share α of the objective."""
+    """Append the training data as anchors, drawn for a share α of each batch's rows.
+
+    The share is set by draw probabilities, not by loss weights: the training set is hundreds of times
+    larger than the buffer, so uniform draws would fill most batches with anchors alone, whatever their
+    weights. The buffer designs keep their own loss weights (tilt, balancing; mean 1), anchors weigh 1."""
     anchors = dom.training_set()
     nb, na = data["x"].shape[0], anchors["x"].shape[0]
     out = {k: torch.cat([data[k], anchors[k]]) for k in data if k in anchors}
     own = data["weight"].double() if "weight" in data else torch.ones(nb, dtype=torch.float64)
-    own = (1 - alpha) * own / own.sum().clamp_min(1e-300)  # keeps e.g. tilt weights among the buffer designs
-    out["weight"] = torch.cat([own.float(), torch.full((na,), alpha / na)])
+    own = own * (nb / own.sum().clamp_min(1e-300))
+    out["weight"] = torch.cat([own.float(), torch.ones(na)])
+    out["draw"] = torch.cat([torch.full((nb,), (1 - alpha) / nb, dtype=torch.float64),
+                             torch.full((na,), alpha / na, dtype=torch.float64)])
     return out
 
 

@@ -111,7 +111,12 @@ class TrainableModel:  # documentation of the protocol fit() needs (FlowModel im
 
 
 def as_data(data: Tensor | dict[str, Tensor]) -> dict[str, Tensor]:
-    """A tensor of designs [N, *shape] or a dict of aligned tensors (x, mask, cond, weight)."""
+    """A tensor of designs [N, *shape] or a dict of aligned tensors (x, mask, cond, weight, draw).
+
+    ``weight`` [N] scales each design's loss inside its batch (Σ w·ℓ / Σ w); ``draw`` [N] makes batches
+    draw design i with probability draw_i / Σ draw instead of uniformly. Mixing data sets of very
+    different sizes needs ``draw``: tiny loss weights on a large set would not give it a small share,
+    since each batch renormalises its own weights."""
     d = {"x": data} if isinstance(data, Tensor) else dict(data)
     if "x" not in d:
         raise ValueError("training data needs an 'x' entry")
@@ -121,15 +126,23 @@ def as_data(data: Tensor | dict[str, Tensor]) -> dict[str, Tensor]:
     for k, v in d.items():
         if v.shape[0] != n:
             raise ValueError(f"training data entry {k!r} has {v.shape[0]} rows, 'x' has {n}")
+    if "draw" in d:
+        p = d["draw"]
+        if p.dim() != 1 or not bool(torch.isfinite(p).all()) or bool((p < 0).any()) or not float(p.sum()) > 0:
+            raise ValueError("training data entry 'draw' must be finite, non-negative draw probabilities [N] "
+                             "with a positive sum")
     return d
 
 
 def _draw_batch(model: TrainableModel, data: dict[str, Tensor], batch_size: int,
                 generator: torch.Generator, device: torch.device) -> dict[str, Tensor]:
-    """One global batch (with replacement) plus the model's randomness — the same on every rank."""
-    n = data["x"].shape[0]
-    idx = torch.randint(n, (batch_size,), generator=generator)
-    batch = {k: v[idx].to(device) for k, v in data.items()}
+    """One global batch (with replacement; by the ``draw`` probabilities where given, else uniform) plus
+    the model's randomness — the same on every rank."""
+    if "draw" in data:
+        idx = torch.multinomial(data["draw"].double(), batch_size, replacement=True, generator=generator)
+    else:
+        idx = torch.randint(data["x"].shape[0], (batch_size,), generator=generator)
+    batch = {k: v[idx].to(device) for k, v in data.items() if k != "draw"}
     return model.training_batch(batch, generator)
 
 
@@ -181,7 +194,8 @@ def fit(model: TrainableModel, data: Tensor | dict[str, Tensor], config: FitConf
         on_log: Callable[[dict], None] | None = None) -> FitResult:
     """Train ``model.net`` in place on ``data`` with the flow-matching (or the model's own) loss.
 
-    data: [N, *shape] or {"x": [N, *shape], "mask": ..., "cond": [N], "weight": [N]}.
+    data: [N, *shape] or {"x": [N, *shape], "mask": ..., "cond": [N], "weight": [N], "draw": [N]}
+    (see :func:`as_data`).
     negatives: designs whose loss gradient is *subtracted* (scaled to ``negative_scale``·‖g_pos‖).
     state_dir: where resumable checkpoints go; with ``resume=True`` a checkpoint found there is
     continued (a run killed mid-way and resumed ends with exactly the same weights).
