@@ -315,3 +315,5 @@ def test_anchor_replay_draws_a_share_alpha_of_each_batch_from_the_training_set()
     gen = torch.Generator().manual_seed(0)
     rows = torch.cat([_draw_batch(model, data, 500, gen, torch.device("cpu"))["x"][:, 0] for _ in range(20)])
     assert abs(float((rows == 99.0).double().mean()) - 0.8) < 0.02
+    empty = _with_anchors({"x": torch.zeros(0, 2)}, dom, 0.2)  # no valid design yet: anchors only
+    assert empty["x"].shape[0] == na and torch.allclose(empty["draw"].sum(), torch.tensor(0.2, dtype=torch.float64))

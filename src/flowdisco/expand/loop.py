@@ -665,7 +665,7 @@ def _with_anchors(data: dict[str, torch.Tensor], dom: Domain, alpha: float) -> d
     own = data["weight"].double() if "weight" in data else torch.ones(nb, dtype=torch.float64)
     own = own * (nb / own.sum().clamp_min(1e-300))
     out["weight"] = torch.cat([own.float(), torch.ones(na)])
-    out["draw"] = torch.cat([torch.full((nb,), (1 - alpha) / nb, dtype=torch.float64),
+    out["draw"] = torch.cat([torch.full((nb,), (1 - alpha) / max(nb, 1), dtype=torch.float64),
                              torch.full((na,), alpha / na, dtype=torch.float64)])
     return out
 
