@@ -147,18 +147,26 @@ def main() -> None:
 
 
 def plot(arms: list[dict[str, Any]], path: Path) -> None:
+    """Each arm as a numbered point (mean ± std over seeds) with its single seeds as dots; the numbers are
+    keyed to the arms' labels in a list beside the axes, so that labels near the goal corner stay legible."""
     from flowdisco.plotting import save_figure, subplots
 
-    fig, ax = subplots(1, 1, figsize=(9, 6.5), dpi=110)
+    fig, (ax, side) = subplots(1, 2, figsize=(15, 7.5), dpi=110, gridspec_kw={"width_ratios": [1.6, 1]})
+    side.axis("off")
     ax.axhline(GOAL_COVERAGE, color="#6a994e", lw=1, ls="--")
     ax.axvline(GOAL_VALIDITY, color="#6a994e", lw=1, ls="--")
     colours = {"rec-nf": "#6d597a", "rec-f": "#2a9d8f", "actflow": "#f4a261"}
-    for a in arms:
+    key = []
+    for number, a in enumerate(arms, start=1):
         v, c = a["validity_minus_pretrained_summary"], a["coverage_over_pretrained_summary"]
         colour = "#e76f51" if a["label"].startswith("GP") else colours[a["method"]]
         ax.scatter(a["validity_minus_pretrained"], a["coverage_over_pretrained"], s=10, color=colour, alpha=0.35)
-        ax.errorbar(v["mean"], c["mean"], xerr=v["std"], yerr=c["std"], fmt="o", color=colour, ms=5, capsize=2)
-        ax.annotate(a["label"], (v["mean"], c["mean"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.errorbar(v["mean"], c["mean"], xerr=v["std"], yerr=c["std"], fmt="o", color=colour, ms=5, capsize=2,
+                    alpha=0.8)
+        ax.annotate(str(number), (v["mean"], c["mean"]), fontsize=8, xytext=(3, 3), textcoords="offset points",
+                    weight="bold")
+        key.append(f"{number:2d}  {a['label']}  ({v['mean']:+.3f}, {c['mean']:.2f}×)")
+    side.text(0, 1, "\n".join(key), fontsize=7.5, va="top", transform=side.transAxes)
     ax.set_xlabel("validity − pre-trained model's (final evaluation, 1,000 samples)")
     ax.set_ylabel("coverage / pre-trained model's (LeaderPicker 0.85, 500 valid)")
     ax.set_xlim(min(-0.25, ax.get_xlim()[0]), max(0.12, ax.get_xlim()[1]))
