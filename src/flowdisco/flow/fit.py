@@ -131,6 +131,7 @@ def as_data(data: Tensor | dict[str, Tensor]) -> dict[str, Tensor]:
         if p.dim() != 1 or not bool(torch.isfinite(p).all()) or bool((p < 0).any()) or not float(p.sum()) > 0:
             raise ValueError("training data entry 'draw' must be finite, non-negative draw probabilities [N] "
                              "with a positive sum")
+        d["draw"] = p.double()  # once here, not at every batch draw
     return d
 
 
@@ -139,7 +140,7 @@ def _draw_batch(model: TrainableModel, data: dict[str, Tensor], batch_size: int,
     """One global batch (with replacement; by the ``draw`` probabilities where given, else uniform) plus
     the model's randomness — the same on every rank."""
     if "draw" in data:
-        idx = torch.multinomial(data["draw"].double(), batch_size, replacement=True, generator=generator)
+        idx = torch.multinomial(data["draw"], batch_size, replacement=True, generator=generator)
     else:
         idx = torch.randint(data["x"].shape[0], (batch_size,), generator=generator)
     batch = {k: v[idx].to(device) for k, v in data.items() if k != "draw"}
