@@ -236,6 +236,38 @@ def test_balancing_survives_designs_that_no_longer_decode(pretrained, monkeypatc
     assert np.isfinite(run.history[-1]["finetune_loss"]) and run.history[-1]["balance_ess"] > 0
 
 
+def test_resampled_balancing_draws_designs_by_their_weights(pretrained, monkeypatch):
+    """finetune_weights_as="draw": the balancing weights become draw probabilities, every loss weighs 1."""
+    seen = []
+
+    def spy(model, data, *args, **kwargs):
+        seen.append(data)
+        return real_fit(model, data, *args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "fit", spy)
+    run = fd.expand(pretrained, "toy2d", rounds=1, seed=0, progress=False,
+                    **{**FAST, "finetune_balance": 1.0, "finetune_weights_as": "draw"})
+    x = run.buffer.x[run.buffer.valid].double()
+    counts = (torch.cdist(x, x) < Toy2D.coverage_threshold).sum(1).double()
+    data = seen[-1]
+    assert "weight" not in data
+    assert torch.allclose(data["draw"], (1 / counts) / (1 / counts).sum())
+    with pytest.raises(ValueError, match="unknown finetune_weights_as 'sample'"):
+        fd.expand(pretrained, "toy2d", rounds=1, finetune_weights_as="sample")
+
+
+def test_resampled_weights_keep_their_ratios_beside_anchors():
+    from flowdisco.expand.loop import _resampled, _with_anchors
+
+    dom = Toy2D()
+    na = dom.training_set()["x"].shape[0]
+    buffer = _resampled({"x": torch.full((4, 2), 99.0), "weight": torch.tensor([1.0, 1.0, 2.0, 4.0])})
+    data = _with_anchors(buffer, dom, 0.25)
+    assert torch.allclose(data["draw"][:4], torch.tensor([1.0, 1.0, 2.0, 4.0], dtype=torch.float64) / 8 * 0.75)
+    assert torch.allclose(data["draw"][4:].sum(), torch.tensor(0.25, dtype=torch.float64))
+    assert torch.equal(data["weight"], torch.ones(4 + na))
+
+
 def test_anchor_replay_and_negative_gradient_run(pretrained):
     run = fd.expand(pretrained, "toy2d", rounds=1, seed=0, progress=False,
                     **{**FAST, "anchor_weight": 0.3, "negative_scale": 0.005})

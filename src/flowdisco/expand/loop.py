@@ -59,6 +59,7 @@ from flowdisco.seeding import derive_seed, make_generator
 log = logging.getLogger("flowdisco")
 
 METHODS = ("actflow", "rec-f", "rec-nf")
+WEIGHTS_AS = ("loss", "draw")  # how tilt/balancing weights act on fine-tuning (ExpandConfig.finetune_weights_as)
 # joint spread of the surrogate's σ over the buffer and a round's designs (see _drawn_uncertainty) below
 # which σ is called flat
 FLAT_SPREAD = 0.1
@@ -102,6 +103,10 @@ class ExpandConfig:
     # (its neighbours within the radius, in the domain's descriptor distance)^(−power); 0: off
     finetune_balance: float = 0.0
     finetune_balance_radius: float | None = None  # None: the domain's balance_radius (its coverage radius)
+    # how the tilt and balancing weights act on fine-tuning: None or "loss": rows drawn uniformly, each
+    # row's loss weighted; "draw": rows drawn in proportion to the weights (importance resampling), loss
+    # weights 1 — the same expected gradient, without batches dominated by one rare, heavy row
+    finetune_weights_as: str | None = None
     negative_scale: float = 0.0  # c: negative gradient on invalid designs
     negative_clip: float = 0.1
     eval_every: int = 10
@@ -130,6 +135,9 @@ class ExpandConfig:
             raise ValueError(f"finetune_balance must be ≥ 0, got {self.finetune_balance}")
         if self.finetune_balance_radius is not None and not self.finetune_balance_radius > 0:
             raise ValueError(f"finetune_balance_radius must be > 0 or None, got {self.finetune_balance_radius}")
+        if self.finetune_weights_as not in (None, *WEIGHTS_AS):
+            raise ValueError(f"unknown finetune_weights_as {self.finetune_weights_as!r}; available: "
+                             f"{', '.join(WEIGHTS_AS)}")
         if self.finetune_balance > 0 and self.method == "rec-nf":
             raise ValueError("finetune_balance weights valid designs by their descriptors; rec-nf fine-tunes on "
                              "every design, valid or not (use it with actflow or rec-f)")
@@ -505,6 +513,8 @@ class _Loop:
             b = self._balance_weights(record if record is not None else {})
             w = b * data["weight"].double() if "weight" in data else b
             data["weight"] = (w * (w.numel() / w.sum())).float()
+        if cfg.finetune_weights_as == "draw" and "weight" in data:
+            data = _resampled(data)
         if cfg.anchor_weight > 0:
             data = _with_anchors(data, self.dom, cfg.anchor_weight)
         negatives = None
@@ -653,20 +663,32 @@ def _first_seen_new(designs: list[Any], rounds: list[int], dom: Domain) -> list[
     return list(seen.values())
 
 
+def _resampled(data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Turn loss weights into draw probabilities (importance resampling): rows [N] are drawn ∝ weight and
+    each drawn row's loss weighs 1. The expected gradient is the weighted one, but a design with a large
+    weight is seen often at weight 1 instead of rarely at a weight that dominates its batch."""
+    out = {k: v for k, v in data.items() if k != "weight"}
+    w = data["weight"].double()
+    out["draw"] = w / w.sum()
+    return out
+
+
 def _with_anchors(data: dict[str, torch.Tensor], dom: Domain, alpha: float) -> dict[str, torch.Tensor]:
     """Append the training data as anchors, drawn for a share α of each batch's rows.
 
     The share is set by draw probabilities, not by loss weights: the training set is hundreds of times
     larger than the buffer, so uniform draws would fill most batches with anchors alone, whatever their
-    weights. The buffer designs keep their own loss weights (tilt, balancing; mean 1), anchors weigh 1."""
+    weights. The buffer designs keep their own loss weights (tilt, balancing; mean 1) and their own draw
+    probabilities (resampled weights, scaled to sum 1 − α; uniform where they have none); anchors weigh 1."""
     anchors = dom.training_set()
     nb, na = data["x"].shape[0], anchors["x"].shape[0]
     out = {k: torch.cat([data[k], anchors[k]]) for k in data if k in anchors}
     own = data["weight"].double() if "weight" in data else torch.ones(nb, dtype=torch.float64)
     own = own * (nb / own.sum().clamp_min(1e-300))
     out["weight"] = torch.cat([own.float(), torch.ones(na)])
-    out["draw"] = torch.cat([torch.full((nb,), (1 - alpha) / max(nb, 1), dtype=torch.float64),
-                             torch.full((na,), alpha / na, dtype=torch.float64)])
+    share = data["draw"].double() if "draw" in data else torch.ones(nb, dtype=torch.float64)
+    share = share * ((1 - alpha) / share.sum().clamp_min(1e-300))
+    out["draw"] = torch.cat([share, torch.full((na,), alpha / na, dtype=torch.float64)])
     return out
 
 
