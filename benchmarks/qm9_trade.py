@@ -40,8 +40,8 @@ ANCHORS_BEFORE_THE_DRAW_FIX = {"qm9_gp30_anchor.json"}
 
 
 def arm_label(result: dict[str, Any], method: str, at_round: int | None) -> str:
-    """A short name of what ran: the surrogate, λ, c, w, α, W, ℓ, φ, designs per round, balancing, rounds and seeds
-    where not the defaults."""
+    """A short name of what ran: the surrogate, λ, c, w, α, W, ℓ, φ, designs per round, balancing (and whether
+    resampled), rounds and seeds where not the defaults."""
     opts = dict(result.get("expand_options") or {})
     if method == "actflow":
         opts.update(result.get("actflow_options") or {})
@@ -62,6 +62,8 @@ def arm_label(result: dict[str, Any], method: str, at_round: int | None) -> str:
         parts.append(f"{opts['samples_per_round']}/round")
     if opts.get("finetune_balance"):
         parts.append(f"balance^{opts['finetune_balance']:g}")
+    if opts.get("finetune_weights_as") == "draw":
+        parts.append("resampled")
     if opts.get("finetune_steps", 250) != 250:  # the benchmark's budget is 250 steps a round
         parts.append(f"{opts['finetune_steps']} steps")
     rounds = at_round or (result.get("settings") or {}).get("rounds") or 12

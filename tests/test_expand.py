@@ -268,6 +268,22 @@ def test_resampled_weights_keep_their_ratios_beside_anchors():
     assert torch.equal(data["weight"], torch.ones(4 + na))
 
 
+def test_designs_found_in_rounds_keep_their_first_round_and_skip_undecodable_ones():
+    from flowdisco.expand.buffer import DesignBuffer
+    from flowdisco.expand.loop import first_found_in_rounds, found_in_rounds
+    from flowdisco.generate import Generated
+
+    dom = ForgetfulToy()
+    buf = DesignBuffer((2,))
+    for r, xs in enumerate([[-0.5, -0.5, -0.25, -0.25], [-0.25, -0.25, -0.125, -0.125], [-0.125, -0.125, 0.5, 0.5]]):
+        x = torch.tensor(xs).reshape(2, 2)
+        buf.add(Generated(x, None, dom.decode(x), np.array([True, r != 1])), r)
+    dom.forget = True  # the design right of x = 0 (round 2) no longer decodes
+    found = first_found_in_rounds(buf, dom)
+    assert [(d, r) for d, r in found.values()] == [((-0.25, -0.25), 1), ((-0.125, -0.125), 2)]
+    assert list(found_in_rounds(buf, dom).values()) == [(-0.25, -0.25), (-0.125, -0.125)]
+
+
 def test_anchor_replay_and_negative_gradient_run(pretrained):
     run = fd.expand(pretrained, "toy2d", rounds=1, seed=0, progress=False,
                     **{**FAST, "anchor_weight": 0.3, "negative_scale": 0.005})

@@ -5,9 +5,12 @@
 # kept on a warm machine between calls). Each stage writes $OUT/moses-sN.tar (model, config, metrics,
 # log); with EVAL=1 it also scores the EMA model on 1,000 samples ($OUT/moses-sN-eval.json).
 #   bash benchmarks/gpu/pretrain_moses_staged.sh STAGE SECONDS LR [EVAL]
+# NET_ARGS overrides stage 1's network (default "--net edge_dim=64", the width-128, 4-block model that
+# plateaued at 3 % validity); the next thing to try is a larger one, e.g.
+#   NET_ARGS="--net edge_dim=64 dim=256 depth=8 heads=8" bash benchmarks/gpu/pretrain_moses_staged.sh 1 450 1e-3
 STAGE=$1; SECS=$2; LR=$3; EVAL=${4:-0}
 R=runs/gpu/moses-s$STAGE; mkdir -p runs/gpu
-if [ "$STAGE" -gt 1 ]; then INIT="--init runs/gpu/moses-s$((STAGE - 1))/model"; NET=""; else INIT=""; NET="--net edge_dim=64"; fi
+if [ "$STAGE" -gt 1 ]; then INIT="--init runs/gpu/moses-s$((STAGE - 1))/model"; NET=""; else INIT=""; NET=${NET_ARGS:---net edge_dim=64}; fi
 RESUME=; [ -f $R/config.json ] && RESUME=--resume
 $FD pretrain moses --device cuda --threads 2 -q --steps 200000 --checkpoint-every 1000 --ema 0.05 \
     --batch-size 1024 --lr $LR $NET $INIT --set time_limit=$SECS --run-dir $R $RESUME > runs/gpu/moses-s$STAGE.log 2>&1

@@ -556,11 +556,7 @@ class _Loop:
 
     def _new_designs_plot(self, limit: int = 24) -> None:
         """Draw up to ``limit`` valid designs of the expansion rounds that are not in the data set."""
-        sel = self.buffer.valid & (self.buffer.round > 0)
-        if not bool(sel.any()):
-            return
-        designs = self.dom.decode_safe(self.buffer.x[sel])
-        new = _first_seen_new(designs, self.buffer.round[sel].tolist(), self.dom)[-limit:]
+        new = _new_in_rounds(self.buffer, self.dom)[-limit:]
         if new:
             self.dom.plot_designs(str(self.run_dir.plots / "new_designs.png"), [d for d, _ in new],
                                   [f"round {r}" for _, r in new])
@@ -590,9 +586,7 @@ class _Loop:
         cannot be computed is written as an "errors" entry, so reports can show it."""
         out: dict[str, Any] = {"domain": self.dom.name, "method": self.cfg.method,
                                "similarity": self.dom.similarity_name, "errors": {}}
-        sel = self.buffer.valid & (self.buffer.round > 0)
-        designs = self.dom.decode_safe(self.buffer.x[sel]) if bool(sel.any()) else []
-        new = _first_seen_new(designs, self.buffer.round[sel].tolist(), self.dom)
+        new = _new_in_rounds(self.buffer, self.dom)
         if new and not isinstance(new[0][0], str):
             return  # designs without a text form (the 2-D toy): its frames show them instead
         out["n_new"] = len(new)
@@ -642,25 +636,29 @@ def evaluations(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [h for h in history if "eval" in h]
 
 
-def found_in_rounds(buffer: DesignBuffer, dom: Domain) -> dict[Any, Any]:
-    """The distinct valid designs a run generated in its rounds (the warm-up excluded): {key: design},
-    each at its first occurrence, in buffer order."""
-    found: dict[Any, Any] = {}
-    for d in dom.decode_safe(buffer.x[buffer.valid & (buffer.round > 0)]):
-        if d:
-            found.setdefault(dom.key(d), d)
+def first_found_in_rounds(buffer: DesignBuffer, dom: Domain) -> dict[Any, tuple[Any, int]]:
+    """The distinct valid designs a run generated in its rounds (the warm-up excluded): {key: (design,
+    round)}, each at its first occurrence, in buffer order. Designs that no longer decode are left out."""
+    sel = buffer.valid & (buffer.round > 0)
+    if not bool(sel.any()):
+        return {}
+    found: dict[Any, tuple[Any, int]] = {}
+    for d, r in zip(dom.decode_safe(buffer.x[sel]), buffer.round[sel].tolist(), strict=True):
+        if d is not None:
+            found.setdefault(dom.key(d), (d, r))
     return found
 
 
-def _first_seen_new(designs: list[Any], rounds: list[int], dom: Domain) -> list[tuple[Any, int]]:
-    """Distinct designs not in the data set, with the round each was first generated."""
+def found_in_rounds(buffer: DesignBuffer, dom: Domain) -> dict[Any, Any]:
+    """The distinct valid designs a run generated in its rounds: {key: design} (see first_found_in_rounds)."""
+    return {k: d for k, (d, _) in first_found_in_rounds(buffer, dom).items()}
+
+
+def _new_in_rounds(buffer: DesignBuffer, dom: Domain) -> list[tuple[Any, int]]:
+    """The distinct valid designs of the rounds that are not in the data set, with the round each was
+    first generated."""
     known = dom.dataset_keys()
-    seen: dict[Any, tuple[Any, int]] = {}
-    for d, r in zip(designs, rounds, strict=True):
-        k = dom.key(d)
-        if k not in known and k not in seen:
-            seen[k] = (d, r)
-    return list(seen.values())
+    return [dr for k, dr in first_found_in_rounds(buffer, dom).items() if k not in known]
 
 
 def _resampled(data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
