@@ -174,6 +174,9 @@ def main() -> None:
     pre = [results[(PRETRAINED, k)] for k in range(args.pretrained_draws)]
     finals = {d: [results[(str(d), k)] for k in range(args.final_draws)] for d in runs}
     summary = summarize(runs, pre, finals, {d: recorded_against_round0(d) for d in runs})
+    # the evaluations ran (and were cached) by earlier calls too: their own seconds, not this call's wall-clock
+    summary["evaluation_seconds"] = mean_std([r["seconds"] for r in results.values()]) | {
+        "total": sum(r["seconds"] for r in results.values())}
     p = summary["pretrained"]
     summary["arms"] = arms_against_pooled(args.arms, p["coverage"]["mean"], p["validity"]["mean"])
     print(f"pre-trained over {p['draws']} draws: coverage {p['coverage']['mean']:.1f} ± {p['coverage']['std']:.1f}, "

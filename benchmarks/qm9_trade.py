@@ -32,7 +32,8 @@ ARMS = ["qm9.json", "qm9_w1024.json", "qm9_gp.json", "qm9_gp30.json", "qm9_gp30_
         "qm9_gp50_neg03_spr128_ft500.json", "qm9_gp50_neg03_bal1.json", "qm9_gp50_neg03_spr128_bal1.json",
         "qm9_confirm_gp50_neg03_bal1.json", "qm9_gp50_neg03_bal2.json", "qm9_confirm_gp50_neg05_bal1.json",
         "qm9_gp50_neg03_bal1_mw01.json", "qm9_confirm_gp50_neg03_bal1_mw01.json", "qm9_gp50_neg03_bal1_a02.json",
-        "qm9_confirm_gp50_neg03_bal1_a02.json", "qm9_confirm_gp50_neg03_bal1_a02_mw01.json"]
+        "qm9_confirm_gp50_neg03_bal1_a02.json", "qm9_confirm_gp50_neg03_bal1_a02_mw01.json",
+        "qm9_confirm_gp50_neg03_bal1d.json", "qm9_gp50_neg03_bal1d_mw01.json", "qm9_confirm_gp50_neg03_bal1d_mw01.json"]
 GOAL_COVERAGE, GOAL_VALIDITY = 1.5, 0.0
 # measured before anchor replay drew its share α of each batch (commit d10a477): with uniform draws over the
 # buffer and the whole training split, most batches held training molecules only, whatever α said
