@@ -21,6 +21,19 @@ def pretrained():
     return fd.pretrain("toy2d", steps=300, seed=0, progress=False)
 
 
+@pytest.fixture
+def fit_inputs(monkeypatch):
+    """The training data of every fine-tuning call of the expansion loop, in call order (fit itself runs)."""
+    seen = []
+
+    def spy(model, data, *args, **kwargs):
+        seen.append(data)
+        return real_fit(model, data, *args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "fit", spy)
+    return seen
+
+
 def _same_run(a, b):
     for k, v in a.model.net.state_dict().items():
         assert torch.equal(v, b.model.net.state_dict()[k]), k
@@ -189,20 +202,13 @@ def test_bad_settings_name_the_problem(pretrained):
         fd.expand(pretrained, "toy2d", "rec-nf", rounds=1, finetune_balance=1.0)
 
 
-def test_balanced_finetuning_weights_each_design_by_its_neighbourhood(pretrained, monkeypatch):
-    seen = []
-
-    def spy(model, data, *args, **kwargs):
-        seen.append(data)
-        return real_fit(model, data, *args, **kwargs)
-
-    monkeypatch.setattr(loop_module, "fit", spy)
+def test_balanced_finetuning_weights_each_design_by_its_neighbourhood(pretrained, fit_inputs):
     run = fd.expand(pretrained, "toy2d", rounds=1, seed=0, progress=False, **{**FAST, "finetune_balance": 1.0})
     x = run.buffer.x[run.buffer.valid].double()
     counts = (torch.cdist(x, x) < Toy2D.coverage_threshold).sum(1).double()
     assert counts.max() > counts.min()  # some designs are crowded, some are not: the weights differ
     expected = (1 / counts) * (counts.numel() / (1 / counts).sum())
-    assert torch.allclose(seen[-1]["weight"].double(), expected, rtol=1e-5)
+    assert torch.allclose(fit_inputs[-1]["weight"].double(), expected, rtol=1e-5)
     last = run.history[-1]
     assert last["balance_radius"] == Toy2D.coverage_threshold and last["balance_ess"] < x.shape[0]
 
@@ -236,20 +242,13 @@ def test_balancing_survives_designs_that_no_longer_decode(pretrained, monkeypatc
     assert np.isfinite(run.history[-1]["finetune_loss"]) and run.history[-1]["balance_ess"] > 0
 
 
-def test_resampled_balancing_draws_designs_by_their_weights(pretrained, monkeypatch):
+def test_resampled_balancing_draws_designs_by_their_weights(pretrained, fit_inputs):
     """finetune_weights_as="draw": the balancing weights become draw probabilities, every loss weighs 1."""
-    seen = []
-
-    def spy(model, data, *args, **kwargs):
-        seen.append(data)
-        return real_fit(model, data, *args, **kwargs)
-
-    monkeypatch.setattr(loop_module, "fit", spy)
     run = fd.expand(pretrained, "toy2d", rounds=1, seed=0, progress=False,
                     **{**FAST, "finetune_balance": 1.0, "finetune_weights_as": "draw"})
     x = run.buffer.x[run.buffer.valid].double()
     counts = (torch.cdist(x, x) < Toy2D.coverage_threshold).sum(1).double()
-    data = seen[-1]
+    data = fit_inputs[-1]
     assert "weight" not in data
     assert torch.allclose(data["draw"], (1 / counts) / (1 / counts).sum())
     with pytest.raises(ValueError, match="unknown finetune_weights_as 'sample'"):
