@@ -59,6 +59,9 @@ def test_pretrain_sample_evaluate(tmp_path, capsys):
     assert main(["sample", str(run), "-n", "30", "--steps", "10", "--out", str(tmp_path / "s"), *TINY]) == 0
     lines = (tmp_path / "s" / "designs.jsonl").read_text().splitlines()
     assert len(lines) == 30 and set(json.loads(lines[0])) == {"design", "valid"}
+    # another domain for the model's samples must take designs of the model's shape
+    assert main(["sample", str(run), "-n", "4", "--domain", "qm9", "--out", str(tmp_path / "q"), *TINY]) == 2
+    assert "but domain 'qm9' uses (9, 43)" in capsys.readouterr().err and not (tmp_path / "q").exists()
     assert main(["evaluate", str(run), "--n-samples", "100", "--n-valid", "20", "--steps", "10",
                  "--json", str(tmp_path / "e.json"), *TINY]) == 0
     stats = json.loads((tmp_path / "e.json").read_text())

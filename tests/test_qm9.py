@@ -5,7 +5,7 @@ rdkit = pytest.importorskip("rdkit", reason="molecule tests need the chem extra 
 
 import flowdisco as fd  # noqa: E402
 from flowdisco.domains.molecules import tanimoto  # noqa: E402
-from flowdisco.domains.molgraph import GraphSpec, canonical  # noqa: E402
+from flowdisco.domains.molgraph import GraphSpec, argmax_bonds, canonical, capped_bonds, valence_cap  # noqa: E402
 from flowdisco.domains.qm9 import QM9, qm9_valid  # noqa: E402
 
 
@@ -171,3 +171,59 @@ def test_dataset_keys_and_reference_designs_are_canonical(qm9):
     ref = qm9.reference_designs()
     assert len(ref) == len(qm9.training_data())
     assert all(r == canonical(r) for r in ref[:200]) and set(ref) <= keys
+
+
+def test_valence_caps_follow_rdkit_for_charged_atoms():
+    caps = {("C", 0): 4, ("N", 0): 3, ("N", 1): 4, ("O", -1): 1, ("O", 1): 3, ("S", 0): 6, ("F", -1): 0, ("Cl", 0): 1}
+    for (element, charge), cap in caps.items():
+        assert valence_cap(element, charge) == cap, (element, charge)
+
+
+def test_capped_bonds_drop_the_least_confident_bond_and_lower_orders():
+    # a carbon (atom 0) bonded to five fluorines: the weakest of the five bonds (to atom 5) goes
+    pair = torch.zeros(6, 6, 4)
+    for j, margin in zip(range(1, 6), (5.0, 4.0, 3.0, 2.0, 1.0), strict=True):
+        pair[0, j, 1] = pair[j, 0, 1] = margin
+    assert capped_bonds(pair, [4, 1, 1, 1, 1, 1]) == [(0, 1, 1), (0, 2, 1), (0, 3, 1), (0, 4, 1)]
+    # an oxygen with an argmax triple bond to carbon keeps a double one; the argmax decoding is over
+    pair = torch.zeros(2, 2, 4)
+    pair[0, 1, 3] = pair[1, 0, 3] = 1.0
+    assert argmax_bonds(pair) == [(0, 1, 3)]
+    assert capped_bonds(pair, [valence_cap("O", 0), valence_cap("C", 0)]) == [(0, 1, 2)]
+
+
+def test_capped_decoding_keeps_valid_molecules_and_never_exceeds_a_valence():
+    spec = GraphSpec()
+    smiles = [s for s in QM9(max_train=10).splits()["test"][:100] if spec.encode(s) is not None]
+    x = torch.stack([spec.encode(s) for s in smiles])
+    assert spec.decode(x, decoding="capped") == spec.decode(x) == [canonical(s) for s in smiles]
+    # noise with every atom present: most argmax graphs are over-valent, no capped one is
+    gen = torch.Generator().manual_seed(0)
+    full = spec.mask_for_sizes(torch.full((200,), 9))
+    noise = torch.randn(200, *spec.shape, generator=gen) * full
+    argmax_ok = [canonical(s) is not None for s in spec.decode(noise, full)]
+    capped_ok = [canonical(s) is not None for s in spec.decode(noise, full, decoding="capped")]
+    assert all(capped_ok) and sum(argmax_ok) < 100
+    with pytest.raises(ValueError, match="argmax, capped"):
+        spec.decode(noise[:1], decoding="greedy")
+
+
+def test_capped_domain_variant_is_named_and_shares_the_model():
+    capped = fd.domains.get_domain("qm9-capped", max_train=10)
+    assert capped.name == "qm9-capped" and capped.decoding == "capped"
+    assert capped.shape == QM9().shape
+    assert fd.domains.get_domain("qm9-capped").pretrained_model_path() == QM9().pretrained_model_path() is not None
+    with pytest.raises(ValueError, match="unknown decoding 'x'"):
+        QM9(decoding="x")
+
+
+def test_sample_command_decodes_a_qm9_model_with_the_capped_variant(tmp_path):
+    import json
+
+    from flowdisco.cli import main
+
+    model = QM9().pretrained_model_path()
+    assert main(["sample", model, "-n", "6", "--steps", "4", "--domain", "qm9-capped", "--out", str(tmp_path / "s"),
+                 "--threads", "1", "-q"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "s" / "designs.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(canonical(r["design"]) is not None for r in rows)  # capped graphs all sanitise

@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=100, help="solver steps (default 100)")
     p.add_argument("--solver", default="euler", choices=["euler", "heun", "euler-maruyama"])
     p.add_argument("--out", default=None, help="output directory (default MODEL/../samples-sSEED)")
+    p.add_argument("--domain", default=None,
+                   help="domain (default: the one the model was trained on; e.g. qm9-capped for a qm9 model's "
+                        "samples with valence-capped decoding)")
     _verifier_args(p)
     _common(p)
 
@@ -346,7 +349,11 @@ def _domain_for(model, name: str | None):
     name = name or model.domain_name
     if not name:
         raise ValueError("the model does not record its domain; pass --domain")
-    return get_domain(name)
+    dom = get_domain(name)
+    if tuple(model.shape) != tuple(dom.shape):
+        raise ValueError(f"the model's designs have shape {tuple(model.shape)} but domain {name!r} uses "
+                         f"{tuple(dom.shape)}")
+    return dom
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -527,7 +534,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from flowdisco.seeding import make_generator
 
     model = FlowModel.load(args.model, map_location=args.device)
-    dom = _configure_verifier(_domain_for(model, None), args)
+    dom = _configure_verifier(_domain_for(model, args.domain), args)
     out = Path(args.out or resolve_model_dir(args.model).parent / f"samples-s{args.seed}")
     if (out / "designs.jsonl").exists():
         raise ValueError(f"{out} already holds samples; choose another --out")

@@ -18,10 +18,13 @@ def _digits(**kwargs: object) -> Domain:
     return Digits(**kwargs)
 
 
-def _qm9(**kwargs: object) -> Domain:
-    from flowdisco.domains.qm9 import QM9
+def _qm9(decoding: str = "argmax") -> Callable[..., Domain]:
+    def make(**kwargs: object) -> Domain:
+        from flowdisco.domains.qm9 import QM9
 
-    return QM9(**kwargs)
+        return QM9(decoding=decoding, **kwargs)
+
+    return make
 
 
 def _qm9_ood(**kwargs: object) -> Domain:
@@ -30,10 +33,13 @@ def _qm9_ood(**kwargs: object) -> Domain:
     return QM9OutOfDistribution(**kwargs)
 
 
-def _moses(**kwargs: object) -> Domain:
-    from flowdisco.domains.moses import Moses
+def _moses(decoding: str = "argmax") -> Callable[..., Domain]:
+    def make(**kwargs: object) -> Domain:
+        from flowdisco.domains.moses import Moses
 
-    return Moses(**kwargs)
+        return Moses(decoding=decoding, **kwargs)
+
+    return make
 
 
 def _peptides(discrete: bool = False) -> Callable[..., Domain]:
@@ -55,7 +61,8 @@ def _proteins(discrete: bool = False) -> Callable[..., Domain]:
 
 
 _DOMAINS: dict[str, Callable[..., Domain]] = {
-    "toy2d": Toy2D, "digits": _digits, "qm9": _qm9, "qm9-ood": _qm9_ood, "moses": _moses,
+    "toy2d": Toy2D, "digits": _digits, "qm9": _qm9(), "qm9-capped": _qm9("capped"), "qm9-ood": _qm9_ood,
+    "moses": _moses(), "moses-capped": _moses("capped"),
     "peptides": _peptides(), "peptides-discrete": _peptides(discrete=True),
     "proteins": _proteins(), "proteins-discrete": _proteins(discrete=True)}
 

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from flowdisco.datafiles import read_smiles_file
 from flowdisco.domains.base import Domain, seeded_split
-from flowdisco.domains.molgraph import GraphSpec, _rdkit, canonical
+from flowdisco.domains.molgraph import DECODINGS, GraphSpec, _rdkit, canonical
 from flowdisco.io import CheckpointError, atomic_write_json, load_tensors, read_json, save_tensors
 
 log = logging.getLogger("flowdisco")
@@ -115,7 +115,13 @@ class MoleculeDomain(Domain):
     extra_coverage_thresholds = (0.7, 0.9)  # finer, and stricter (a new cluster needs distance ≥ 0.9)
     representation_layer = "node_head"
 
-    def __init__(self, seed: int = 0, max_train: int | None = None, data_file: str | None = None) -> None:
+    def __init__(self, seed: int = 0, max_train: int | None = None, data_file: str | None = None,
+                 decoding: str = "argmax") -> None:
+        if decoding not in DECODINGS:
+            raise ValueError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
+        self.decoding = decoding
+        if decoding != "argmax":  # the registry name of the variant (qm9-capped), recorded in run configs
+            self.name = f"{type(self).name}-{decoding}"
         self.seed = seed
         self.max_train = max_train
         self.data_file = data_file  # the user's own training SMILES (see flowdisco.datafiles)
@@ -141,7 +147,7 @@ class MoleculeDomain(Domain):
         if self.max_train is not None:
             train = train[: self.max_train]
         digest = hashlib.sha256(("\n".join(train) + repr(self.spec)).encode()).hexdigest()[:16]
-        cached = cache_dir() / f"{self.name}-train-{digest}.safetensors"
+        cached = cache_dir() / f"{type(self).name}-train-{digest}.safetensors"  # shared by decodings
         if cached.is_file():
             try:
                 t = load_tensors(cached)
@@ -235,7 +241,7 @@ class MoleculeDomain(Domain):
         if getattr(self, "_test_frechet_features", None) is None:
             test = self.test_designs()
             digest = hashlib.sha256("\n".join(test).encode()).hexdigest()[:16]
-            cached = cache_dir() / f"{self.name}-test-chemnet-{digest}.safetensors"
+            cached = cache_dir() / f"{type(self).name}-test-chemnet-{digest}.safetensors"
             feats = None
             if cached.is_file():
                 try:
@@ -250,7 +256,7 @@ class MoleculeDomain(Domain):
 
     # ------------------------------------------------------------------ designs
     def decode(self, x: Tensor) -> list[Any]:
-        return self.spec.decode(x)
+        return self.spec.decode(x, decoding=self.decoding)
 
     def key(self, design: Any) -> Hashable:
         return design

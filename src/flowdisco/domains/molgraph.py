@@ -10,6 +10,12 @@ every bond to them (and the diagonal), so the loss and the sampler ignore them.
 Decoding takes the argmax per atom and per atom pair (pair scores averaged over (i, j) and (j, i)),
 builds an RDKit molecule without sanitising, and writes a SMILES: the canonical one when RDKit can
 sanitise it, otherwise a raw one (so the verifier can still judge, and reject, it).
+
+``decoding="capped"`` (valence-capped decoding, in the spirit of MoFlow's validity correction) keeps the
+atoms and the argmax bonds but places the bonds one at a time, most confident first (the margin of the
+argmax class over "none"), lowering a bond's order to what both atoms still have room for and dropping
+it when one has none. It never adds a bond the argmax did not choose, so it returns the argmax molecule
+whenever no atom of that molecule is over its valence; it cannot join fragments.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import torch
 from torch import Tensor
 
 BOND_CLASSES = ("none", "single", "double", "triple")
+DECODINGS = ("argmax", "capped")
 
 
 def _rdkit():
@@ -105,12 +112,16 @@ class GraphSpec:
         return self.mask_for_sizes(torch.tensor([n]))[0].numpy()
 
     # ------------------------------------------------------------------ decode
-    def decode(self, x: Tensor, mask: Tensor | None = None) -> list[str]:
+    def decode(self, x: Tensor, mask: Tensor | None = None, decoding: str = "argmax") -> list[str]:
         """SMILES for each graph tensor in x [B, N, F]. The atom count comes from the mask (or, without
-        one, every atom whose features are not all zero)."""
+        one, every atom whose features are not all zero). ``decoding``: "argmax" or "capped" (see the
+        module docstring)."""
+        if decoding not in DECODINGS:
+            raise ValueError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
         Chem = _rdkit()
         N, E, Q, B = self.max_atoms, len(self.elements), len(self.charges), len(BOND_CLASSES)
         A = E + Q
+        bond_types = {1: Chem.BondType.SINGLE, 2: Chem.BondType.DOUBLE, 3: Chem.BondType.TRIPLE}
         out = []
         for k in range(x.shape[0]):
             xk = x[k].detach().float()
@@ -119,20 +130,61 @@ class GraphSpec:
             chg = xk[:n, E:A].argmax(1).tolist()
             pair = xk[:n, A:].reshape(n, N, B)[:, :n]
             pair = 0.5 * (pair + pair.transpose(0, 1))
-            order = pair.argmax(-1)
+            atoms = [(self.elements[e], self.charges[c]) for e, c in zip(elem, chg, strict=True)]
+            if decoding == "capped":
+                bonds = capped_bonds(pair, [valence_cap(sym, q) for sym, q in atoms])
+            else:
+                bonds = argmax_bonds(pair)
             mol = Chem.RWMol()
-            for e, c in zip(elem, chg, strict=True):
-                atom = Chem.Atom(self.elements[e])
-                atom.SetFormalCharge(self.charges[c])
+            for sym, q in atoms:
+                atom = Chem.Atom(sym)
+                atom.SetFormalCharge(q)
                 mol.AddAtom(atom)
-            bond_types = {1: Chem.BondType.SINGLE, 2: Chem.BondType.DOUBLE, 3: Chem.BondType.TRIPLE}
-            for i in range(n):
-                for j in range(i + 1, n):
-                    o = int(order[i, j])
-                    if o:
-                        mol.AddBond(i, j, bond_types[o])
+            for i, j, o in bonds:
+                mol.AddBond(i, j, bond_types[o])
             out.append(to_smiles(mol))
         return out
+
+
+def argmax_bonds(pair: Tensor) -> list[tuple[int, int, int]]:
+    """(i, j, order) for i < j whose class scores pair [n, n, 4] (symmetric) peak at a bond."""
+    order = pair.argmax(-1)
+    i, j = torch.triu_indices(len(pair), len(pair), offset=1)
+    o = order[i, j]
+    keep = o > 0
+    return list(zip(i[keep].tolist(), j[keep].tolist(), o[keep].tolist(), strict=True))
+
+
+def capped_bonds(pair: Tensor, caps: list[int]) -> list[tuple[int, int, int]]:
+    """The argmax bonds of pair [n, n, 4], placed most confident first (score of the chosen class minus
+    that of "none"), each lowered to min(order, room left on either atom) and dropped at 0; caps [n]
+    are the atoms' highest total bond orders. Ties keep (i, j) order."""
+    room = list(caps)
+    chosen = argmax_bonds(pair)
+    margin = [float(pair[i, j, o] - pair[i, j, 0]) for i, j, o in chosen]
+    out = []
+    for k in sorted(range(len(chosen)), key=lambda k: -margin[k]):
+        i, j, o = chosen[k]
+        o = min(o, room[i], room[j])
+        if o > 0:
+            out.append((i, j, o))
+            room[i] -= o
+            room[j] -= o
+    return out
+
+
+@functools.cache
+def valence_cap(element: str, charge: int) -> int:
+    """The highest total bond order (hydrogens implicit) RDKit accepts for ``element`` with formal
+    ``charge``: that of its isoelectronic element (N+ as C: 4; O− as F: 1), as RDKit itself judges
+    charged atoms. Elements without a fixed valence (RDKit's −1) get no cap."""
+    Chem = _rdkit()
+    table = Chem.GetPeriodicTable()
+    z = table.GetAtomicNumber(element) - charge
+    if z <= 0:
+        return 0
+    valences = list(table.GetValenceList(z))
+    return 99 if -1 in valences else max(valences)
 
 
 def to_smiles(mol) -> str:

@@ -79,8 +79,9 @@ class Moses(MoleculeDomain):
     spec = MOSES_SPEC
     representation_time = 0.8
 
-    def __init__(self, seed: int = 0, max_train: int | None = 100_000, data_file: str | None = None) -> None:
-        super().__init__(seed=seed, max_train=max_train, data_file=data_file)
+    def __init__(self, seed: int = 0, max_train: int | None = 100_000, data_file: str | None = None,
+                 decoding: str = "argmax") -> None:
+        super().__init__(seed=seed, max_train=max_train, data_file=data_file, decoding=decoding)
 
     def all_smiles(self) -> list[str]:
         return load_moses_smiles("train")
