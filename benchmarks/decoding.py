@@ -1,9 +1,11 @@
 """Argmax against valence-capped decoding of one molecule model: what the decoding alone changes.
 
-Both decodings read the *same* samples: each evaluation draw k runs the library's ``evaluate`` with
-the seed ``derive_seed(k, "eval")`` (the evaluation draws of ``molecules.py``'s runs) once on the
-domain (``qm9``) and once on its capped variant (``qm9-capped``), so the model's samples are
-identical and only the decoding differs. Reported per decoding over the draws: validity on the raw
+Both decodings read the *same* samples: each evaluation draw k runs the library's ``evaluate`` on
+the domain (``qm9``) with the seed ``derive_seed(k, "eval")`` (the evaluation draws of
+``molecules.py``'s runs), and the same sampled tensors are then decoded and verified by its capped
+variant (``qm9-capped``) and scored by the same metric code (``sample_metrics``), so only the
+decoding differs. (The capped set metrics read the first ``--n-valid`` capped-valid molecules of
+the samples the argmax evaluation drew.) Reported per decoding over the draws: validity on the raw
 samples, uniqueness, novelty, LeaderPicker coverage and Vendi of the first ``--n-valid`` valid
 molecules, FCD to the test set; and, per draw, how many raw samples the capping changed, how many it
 made valid ("rescued") and how many valid argmax molecules it changed (none, by construction: a valid
@@ -25,7 +27,7 @@ import torch
 
 from common import RESULTS, mean_std, write_result
 from flowdisco.domains import get_domain
-from flowdisco.evaluate import evaluate
+from flowdisco.evaluate import evaluate, redecoded, sample_metrics
 from flowdisco.flow.model import FlowModel
 from flowdisco.seeding import derive_seed
 
@@ -36,21 +38,20 @@ DECODINGS = ("argmax", "capped")
 
 def one_draw(model: FlowModel, domains: dict[str, Any], k: int, args: argparse.Namespace) -> dict[str, Any]:
     """Both decodings' metrics of evaluation draw k, and what the capping changed on its raw samples."""
-    stats, raw = {}, {}
-    for decoding, dom in domains.items():
-        s, r, _ = evaluate(model, dom, n_samples=args.n_samples, n_valid=args.n_valid, seed=derive_seed(k, "eval"),
-                           steps=args.steps, extra=False, max_batches=args.max_batches, return_samples=True)
-        stats[decoding], raw[decoding] = s, r
+    argmax, capped = domains["argmax"], domains["capped"]
     n = args.n_samples
-    a, c = raw["argmax"], raw["capped"]
-    if not torch.equal(a.x[:n], c.x[:n]):
-        raise RuntimeError("the two evaluations drew different samples; the comparison would not be paired")
-    changed = [da != dc for da, dc in zip(a.designs[:n], c.designs[:n], strict=True)]
-    return {"draw": k, **{d: stats[d] for d in DECODINGS},
-            "changed": int(np.sum(changed)),
-            "rescued": int(np.sum(~a.valid[:n] & c.valid[:n])),
-            "valid_argmax_changed": int(np.sum(a.valid[:n] & np.array(changed))),
-            "lost": int(np.sum(a.valid[:n] & ~c.valid[:n]))}
+    stats_a, raw_a, _ = evaluate(model, argmax, n_samples=n, n_valid=args.n_valid, seed=derive_seed(k, "eval"),
+                               steps=args.steps, extra=False, max_batches=args.max_batches,
+                               return_samples=True)
+    raw_c = redecoded(capped, raw_a)  # the same tensors through the capped decoder
+    valid_c = raw_c.select(np.flatnonzero(raw_c.valid)[: args.n_valid])
+    stats_c = sample_metrics(capped, raw_c, n, valid_c)
+    changed = np.array([da != dc for da, dc in zip(raw_a.designs[:n], raw_c.designs[:n], strict=True)])
+    return {"draw": k, "argmax": stats_a, "capped": stats_c,
+            "changed": int(changed.sum()),
+            "rescued": int(np.sum(~raw_a.valid[:n] & raw_c.valid[:n])),
+            "valid_argmax_changed": int(np.sum(raw_a.valid[:n] & changed)),
+            "lost": int(np.sum(raw_a.valid[:n] & ~raw_c.valid[:n]))}
 
 
 def summary(draws: list[dict[str, Any]]) -> dict[str, Any]:

@@ -227,3 +227,24 @@ def test_sample_command_decodes_a_qm9_model_with_the_capped_variant(tmp_path):
                  "--threads", "1", "-q"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "s" / "designs.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and all(canonical(r["design"]) is not None for r in rows)  # capped graphs all sanitise
+
+
+def test_redecoded_scores_the_same_tensors_with_the_capped_decoder():
+    from flowdisco.evaluate import redecoded, sample_metrics
+    from flowdisco.generate import Generated
+
+    argmax, capped = QM9(max_train=200), fd.domains.get_domain("qm9-capped", max_train=200)
+    spec = argmax.spec
+    good = spec.encode("CC(C)(C)CO")  # atom 1 is the quaternary carbon, atom 5 the oxygen
+    bad = good.clone()  # ... plus a weak C1-O5 bond: a five-bonded carbon under argmax
+    A, B = spec.n_atom_features, 4
+    for i, j in ((1, 5), (5, 1)):
+        bad[i, A + j * B: A + (j + 1) * B] = torch.tensor([-0.2, 0.2, -1.0, -1.0])
+    x = torch.stack([good, bad])
+    designs = argmax.decode(x)
+    raw = Generated(x=x, mask=None, designs=designs, valid=argmax.check(designs))
+    assert raw.valid.tolist() == [True, False]
+    again = redecoded(capped, raw)
+    assert again.x is raw.x and again.designs == [canonical("CC(C)(C)CO")] * 2 and again.valid.all()
+    stats = sample_metrics(capped, again, 2, again.select(again.valid))
+    assert stats["validity"] == 1.0 and stats["n_valid"] == 2 and stats["uniqueness_raw"] == 0.5

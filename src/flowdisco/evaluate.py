@@ -53,6 +53,25 @@ def set_metrics(domain: Domain, valid: Generated, reference_features: Tensor | N
     return out
 
 
+def sample_metrics(domain: Domain, raw: Generated, n_samples: int, valid: Generated,
+                   reference_features: Tensor | None = None) -> dict[str, float]:
+    """The metrics of drawn samples: validity of the first ``n_samples`` raw designs, uniqueness among
+    their valid ones, and :func:`set_metrics` of the ``valid`` designs (a fixed number of them)."""
+    stats: dict[str, float] = {"validity": validity(raw.valid[:n_samples])}
+    first_valid = [d for d, ok in zip(raw.designs[:n_samples], raw.valid[:n_samples], strict=True) if ok]
+    if first_valid:  # uniqueness among all valid designs of the n_samples raw ones
+        stats["uniqueness_raw"] = uniqueness([domain.key(d) for d in first_valid])
+    stats.update(set_metrics(domain, valid, reference_features))
+    return stats
+
+
+def redecoded(domain: Domain, raw: Generated) -> Generated:
+    """The same sampled tensors decoded and verified by another ``domain`` of the same shape (a molecule
+    domain's capped variant, a user's stricter verifier): the designs and verdicts change, x does not."""
+    designs = domain.decode_safe(raw.x)
+    return Generated(x=raw.x, mask=raw.mask, designs=designs, valid=np.asarray(domain.check(designs), dtype=bool))
+
+
 def evaluate(model: Any, domain: str | Domain, *, n_samples: int = 1000, n_valid: int = 500, seed: int = 0,
              steps: int = 100, solver: str = "euler", reference_features: Tensor | None = None,
              extra: bool = True, max_batches: int = 20, return_samples: bool = False,
@@ -70,11 +89,7 @@ def evaluate(model: Any, domain: str | Domain, *, n_samples: int = 1000, n_valid
     gen = make_generator(seed)
     raw, valid = collect_valid(model, dom, n_valid, generator=gen, batch=n_samples, max_batches=max_batches,
                                steps=steps, solver=solver, progress=progress)
-    stats: dict[str, float] = {"validity": validity(raw.valid[:n_samples])}
-    first_valid = [d for d, ok in zip(raw.designs[:n_samples], raw.valid[:n_samples], strict=True) if ok]
-    if first_valid:  # uniqueness among all valid designs of the n_samples raw ones
-        stats["uniqueness_raw"] = uniqueness([dom.key(d) for d in first_valid])
-    stats.update(set_metrics(dom, valid, reference_features))
+    stats = sample_metrics(dom, raw, n_samples, valid, reference_features)
     if extra:
         with torch.no_grad():
             stats.update(dom.extra_metrics(model, seed=seed, artifacts=artifacts))
