@@ -150,14 +150,38 @@ def compare_methods(model: FlowModel, dom: Any, *, seeds: list[int], work: Path,
     return out
 
 
-def against_pretrained(per_seed: dict[str, dict[str, dict]], method: str, names: list[str],
-                       index: int = -1) -> dict[str, list[float | None]]:
-    """Per seed in ``names``: ``method``'s validity minus the pre-trained model's and its coverage over the
-    pre-trained model's (None where that coverage is 0), at evaluation ``index`` (default: the last)."""
-    pairs = [(per_seed[method][s], per_seed["pretrained"][s]) for s in names]
-    return {"validity_minus_pretrained": [c["validity"][index] - p["validity"] for c, p in pairs],
-            "coverage_over_pretrained": [c["coverage"][index] / p["coverage"] if p["coverage"] else None
-                                         for c, p in pairs]}
+def evaluations_by_seed(result: dict[str, Any], method: str, at_round: int | None = None,
+                        seeds: list[str] | None = None) -> tuple[dict[str, dict], dict[str, dict]]:
+    """``method``'s evaluation per seed (at round ``at_round``; default the last) and the pre-trained model's,
+    from either shape of result: ``molecules.py``/``compare_methods`` (per_seed[method][seed] holds curves
+    over the evaluated rounds, per_seed["pretrained"][seed] one evaluation) or the older ``qm9_confirm.py``
+    (per_seed[seed][method] holds the last evaluation; ``at_round`` does not apply). ``seeds``: these
+    seeds in this order (default: all, sorted)."""
+    per_seed = result["per_seed"]
+    if "pretrained" in per_seed:
+        names = seeds or sorted(per_seed["pretrained"])
+        finals = {}
+        for s in names:
+            curves = per_seed[method][s]
+            i = curves["round"].index(at_round) if at_round is not None else -1
+            finals[s] = {k: v[i] for k, v in curves.items() if isinstance(v, list)}
+        return finals, {s: per_seed["pretrained"][s] for s in names}
+    names = seeds or sorted(per_seed)
+    return {s: per_seed[s][method] for s in names}, {s: per_seed[s]["pretrained"] for s in names}
+
+
+def against_pretrained(finals: dict[str, dict], pretrained: dict[str, dict]) -> dict[str, list[float | None]]:
+    """Per seed of ``finals`` (see :func:`evaluations_by_seed`): validity minus the pre-trained model's and
+    coverage over the pre-trained model's (None where that coverage is 0)."""
+    pairs = [(finals[s], pretrained[s]) for s in finals]
+    return {"validity_minus_pretrained": [c["validity"] - p["validity"] for c, p in pairs],
+            "coverage_over_pretrained": [c["coverage"] / p["coverage"] if p["coverage"] else None for c, p in pairs]}
+
+
+def evaluation_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of a run's metrics.jsonl that carry an evaluation, in order."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [r for r in rows if "eval_coverage" in r]
 
 
 def _ratios(per_seed: dict[str, dict[str, dict]], names: list[str], keys: list[str]) -> dict[str, Any]:
@@ -171,7 +195,9 @@ def _ratios(per_seed: dict[str, dict[str, dict]], names: list[str], keys: list[s
         return None if a is None or b is None else mean_std([x / y if y else None for x, y in zip(a, b, strict=True)])
 
     def change(m: str, what: str) -> dict | None:
-        return mean_std(against_pretrained(per_seed, m, names)[what]) if m in per_seed else None
+        if m not in per_seed:
+            return None
+        return mean_std(against_pretrained(*evaluations_by_seed({"per_seed": per_seed}, m, seeds=names))[what])
 
     ratios = {"actflow_coverage_over_pretrained": change("actflow", "coverage_over_pretrained"),
               "actflow_coverage_over_rec_f": over(last("actflow", "coverage"), last("rec-f", "coverage")),
@@ -274,6 +300,18 @@ def common_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--work-dir", default=None, help="run directories (default runs/bench-DOMAIN, not committed)")
 
 
-__all__ = ["COLORS", "METHODS", "RESULTS", "against_pretrained",
-           "check_baselines", "common_arguments", "compare_methods", "new_designs",
-           "plot_curves", "pretrained_model", "ratio"]
+__all__ = [
+    "COLORS",
+    "METHODS",
+    "RESULTS",
+    "against_pretrained",
+    "check_baselines",
+    "common_arguments",
+    "compare_methods",
+    "evaluation_rows",
+    "evaluations_by_seed",
+    "new_designs",
+    "plot_curves",
+    "pretrained_model",
+    "ratio",
+]

@@ -14,13 +14,13 @@ about as much, the rounds did not find more.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from pathlib import Path
 from typing import Any
 
 from common import mean_std, write_result
+from expansion import evaluation_rows
 from flowdisco.domains import get_domain
 from flowdisco.expand.loop import found_in_rounds
 from flowdisco.expand.state import RoundStore
@@ -28,8 +28,7 @@ from flowdisco.expand.state import RoundStore
 
 def last_evaluation(run_dir: Path) -> dict[str, Any]:
     """The last record of metrics.jsonl that carries an evaluation."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    evals = [r for r in rows if "eval_coverage" in r]
+    evals = evaluation_rows(run_dir)
     if not evals:
         raise SystemExit(f"{run_dir}: no evaluation recorded (is the run finished?)")
     return evals[-1]

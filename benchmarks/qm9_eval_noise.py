@@ -21,7 +21,6 @@ different ``--part i/n`` share the work and a last call without ``--part`` write
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import torch
 
 from common import mean_std, write_result
+from expansion import evaluation_rows, evaluations_by_seed
 from flowdisco.domains import get_domain
 from flowdisco.evaluate import evaluate
 from flowdisco.expand.state import RoundStore
@@ -115,14 +115,8 @@ def arms_against_pooled(files: list[str], base_cov: float, base_val: float) -> l
     model's mean over all its evaluation draws instead of the one draw of the run's own round 0."""
     out = []
     for f in files:
-        result = read_json(Path(f), what="benchmark result")
-        per_seed = result["per_seed"]
-        if "actflow" in per_seed:  # molecules.py: per_seed[method][seed] holds curves
-            final = {s: {k: v[-1] for k, v in c.items() if k in ("coverage", "validity")}
-                     for s, c in per_seed["actflow"].items()}
-        else:  # the older qm9_confirm.py: per_seed[seed][method] holds the last evaluation
-            final = {s: m["actflow"] for s, m in per_seed.items()}
-        seeds = sorted(final)
+        final, _ = evaluations_by_seed(read_json(Path(f), what="benchmark result"), "actflow")
+        seeds = list(final)
         cov = [final[s]["coverage"] / base_cov for s in seeds]
         val = [final[s]["validity"] - base_val for s in seeds]
         out.append({"file": Path(f).name, "seeds": seeds, "coverage_over_pretrained_mean": cov,
@@ -134,8 +128,7 @@ def arms_against_pooled(files: list[str], base_cov: float, base_val: float) -> l
 
 def recorded_against_round0(run_dir: Path) -> dict[str, Any]:
     """What the run itself recorded: final coverage over its round-0 coverage, validity difference."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    evals = [r for r in rows if "eval_coverage" in r]
+    evals = evaluation_rows(run_dir)
     first, last = evals[0], evals[-1]
     return {"seed": run_config(run_dir)["seed"], "ratio": last["eval_coverage"] / first["eval_coverage"],
             "delta": last["eval_validity"] - first["eval_validity"],

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common import RESULTS, mean_std, write_result
-from expansion import against_pretrained
+from expansion import against_pretrained, evaluations_by_seed
 
 ARMS = ["qm9.json", "qm9_w1024.json", "qm9_gp.json", "qm9_gp30.json", "qm9_gp30_anchor.json", "qm9_gp30_neg.json",
         "qm9_gp30_neg_mw.json", "qm9_gp30_neg_mw01.json", "qm9_gp30_neg03.json", "qm9_gp50_neg03.json",
@@ -83,15 +83,7 @@ def seeds_of(result: dict[str, Any]) -> list[str]:
 
 def per_seed_points(result: dict[str, Any], method: str, at_round: int | None) -> dict[str, list[float]]:
     """{"validity_minus_pretrained": [...], "coverage_over_pretrained": [...]}, one value per seed."""
-    names = seeds_of(result)
-    if "pretrained" in result["per_seed"]:  # molecules.py: per_seed[method][seed] holds curves
-        index = result["per_seed"][method][names[0]]["round"].index(at_round) if at_round is not None else -1
-        return against_pretrained(result["per_seed"], method, names, index)
-    # qm9_confirm.py: per_seed[seed][method] holds the last evaluation
-    pre = [result["per_seed"][s]["pretrained"] for s in names]
-    last = [result["per_seed"][s][method] for s in names]
-    return {"validity_minus_pretrained": [a["validity"] - p["validity"] for a, p in zip(last, pre, strict=True)],
-            "coverage_over_pretrained": [a["coverage"] / p["coverage"] for a, p in zip(last, pre, strict=True)]}
+    return against_pretrained(*evaluations_by_seed(result, method, at_round))
 
 
 def data_coverage(draws: int = 10, n: int = 500) -> tuple[dict[str, Any], dict[str, Any]]:
