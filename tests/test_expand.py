@@ -364,3 +364,10 @@ def test_anchor_replay_draws_a_share_alpha_of_each_batch_from_the_training_set()
     assert abs(float((rows == 99.0).double().mean()) - 0.8) < 0.02
     empty = _with_anchors({"x": torch.zeros(0, 2)}, dom, 0.2)  # no valid design yet: anchors only
     assert empty["x"].shape[0] == na and torch.allclose(empty["draw"].sum(), torch.tensor(0.2, dtype=torch.float64))
+
+
+def test_finetuning_on_decoded_designs_needs_a_domain_that_encodes_them(pretrained):
+    with pytest.raises(ValueError, match="encodes designs back; toy2d does not"):
+        fd.expand(pretrained, "toy2d", rounds=1, seed=0, progress=False, **{**FAST, "finetune_on": "decoded"})
+    with pytest.raises(ValueError, match="unknown finetune_on 'raw'"):
+        fd.expand(pretrained, "toy2d", rounds=1, finetune_on="raw")

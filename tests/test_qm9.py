@@ -248,3 +248,22 @@ def test_redecoded_scores_the_same_tensors_with_the_capped_decoder():
     assert again.x is raw.x and again.designs == [canonical("CC(C)(C)CO")] * 2 and again.valid.all()
     stats = sample_metrics(capped, again, 2, again.select(again.valid))
     assert stats["validity"] == 1.0 and stats["n_valid"] == 2 and stats["uniqueness_raw"] == 0.5
+
+
+def test_finetuning_on_decoded_designs_swaps_in_the_clean_graph_of_each_design():
+    from flowdisco.expand.loop import _decoded_again
+
+    argmax, capped = QM9(max_train=200), fd.domains.get_domain("qm9-capped", max_train=200)
+    spec = argmax.spec
+    good = spec.encode("CC(C)(C)CO")
+    bad = good.clone()  # a weak extra C1-O5 bond: five-bonded carbon under argmax, neopentanol when capped
+    A, B = spec.n_atom_features, 4
+    for i, j in ((1, 5), (5, 1)):
+        bad[i, A + j * B: A + (j + 1) * B] = torch.tensor([-0.2, 0.2, -1.0, -1.0])
+    data = {"x": torch.stack([0.7 * good, bad]), "mask": spec.mask_for_sizes(torch.tensor([6, 6]))}
+    clean = spec.encode(canonical("CC(C)(C)CO"))
+    out = _decoded_again(data, capped)
+    assert torch.equal(out["x"][0], clean) and torch.equal(out["x"][1], clean)
+    assert torch.equal(out["mask"], data["mask"]) and torch.equal(data["x"][1], bad)  # the input is left alone
+    out = _decoded_again(data, argmax)  # the argmax graph of row 1 does not sanitise: its sample stays
+    assert torch.equal(out["x"][0], clean) and torch.equal(out["x"][1], bad)

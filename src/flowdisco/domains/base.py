@@ -97,6 +97,12 @@ class Domain(ABC):
             data["cond"] = labels
         return data
 
+    def encode_designs(self, designs: Sequence[Any]) -> tuple[Tensor, Tensor | None] | None:
+        """The designs as clean model tensors (x [B, *shape], masks or None), or None when the domain
+        cannot encode designs back (ActFlow's ``finetune_on="decoded"`` needs it). Rows that do not
+        encode are all zeros with an all-zero mask: callers keep their own tensors there."""
+        return None
+
     def training_masks(self) -> Tensor | None:
         """Masks [N, ...] of the training designs (padding), or None for fixed-size designs."""
         return None

@@ -258,6 +258,17 @@ class MoleculeDomain(Domain):
     def decode(self, x: Tensor) -> list[Any]:
         return self.spec.decode(x, decoding=self.decoding)
 
+    def encode_designs(self, designs: Sequence[Any]) -> tuple[Tensor, Tensor]:
+        """SMILES → graph tensors [B, N, F] and masks [B, N, F] (zeros where a SMILES does not encode)."""
+        x = torch.zeros(len(designs), *self.spec.shape)
+        sizes = torch.zeros(len(designs), dtype=torch.long)
+        for i, s in enumerate(designs):
+            enc = self.spec.encode(s) if s else None
+            if enc is not None:
+                x[i] = enc
+                sizes[i] = int((enc[:, : self.spec.n_atom_features].abs().sum(1) > 0).sum())
+        return x, self.spec.mask_for_sizes(sizes)
+
     def key(self, design: Any) -> Hashable:
         return design
 

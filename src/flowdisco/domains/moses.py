@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from flowdisco.domains.base import package_dir
+from flowdisco.domains.base import package_dir, shipped_model_path
 from flowdisco.domains.molecules import MoleculeDomain
 from flowdisco.domains.molgraph import GraphSpec, _rdkit
 
@@ -102,6 +102,13 @@ class Moses(MoleculeDomain):
 
     def verify(self, designs: Sequence[Any]) -> Sequence[bool]:
         return [moses_valid(s) for s in designs]
+
+    def pretrained_model_path(self) -> str | None:
+        """The shipped model (``flowdisco/assets/moses_model``, when one ships), trained on the default
+        split and training subset (seed 0, the first 100,000); other splits get None."""
+        if self.seed == 0 and self.max_train == 100_000 and self.data_file is None:
+            return shipped_model_path("moses_model")
+        return None
 
     def expand_defaults(self) -> dict[str, Any]:
         return {**super().expand_defaults(), "surrogate": "ensemble", "guidance_strength": 7.0,

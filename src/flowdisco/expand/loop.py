@@ -59,6 +59,7 @@ from flowdisco.seeding import derive_seed, make_generator
 log = logging.getLogger("flowdisco")
 
 METHODS = ("actflow", "rec-f", "rec-nf")
+FINETUNE_ON = ("samples", "decoded")  # what UpdateFlow trains on (ExpandConfig.finetune_on)
 WEIGHTS_AS = ("loss", "draw")  # how tilt/balancing weights act on fine-tuning (ExpandConfig.finetune_weights_as)
 # joint spread of the surrogate's σ over the buffer and a round's designs (see _drawn_uncertainty) below
 # which σ is called flat
@@ -107,6 +108,10 @@ class ExpandConfig:
     # row's loss weighted; "draw": rows drawn in proportion to the weights (importance resampling), loss
     # weights 1 — the same expected gradient, without batches dominated by one rare, heavy row
     finetune_weights_as: str | None = None
+    # what UpdateFlow trains on: None or "samples": the sampled tensors of the buffer's designs; "decoded":
+    # each design decoded and encoded again (the clean graph a capped decoder turned it into), where the
+    # domain can encode designs (molecules); designs that do not encode keep their sampled tensors
+    finetune_on: str | None = None
     negative_scale: float = 0.0  # c: negative gradient on invalid designs
     negative_clip: float = 0.1
     eval_every: int = 10
@@ -138,6 +143,8 @@ class ExpandConfig:
         if self.finetune_weights_as not in (None, *WEIGHTS_AS):
             raise ValueError(f"unknown finetune_weights_as {self.finetune_weights_as!r}; available: "
                              f"{', '.join(WEIGHTS_AS)}")
+        if self.finetune_on not in (None, *FINETUNE_ON):
+            raise ValueError(f"unknown finetune_on {self.finetune_on!r}; available: {', '.join(FINETUNE_ON)}")
         if self.finetune_balance > 0 and self.method == "rec-nf":
             raise ValueError("finetune_balance weights valid designs by their descriptors; rec-nf fine-tunes on "
                              "every design, valid or not (use it with actflow or rec-f)")
@@ -506,6 +513,8 @@ class _Loop:
         if cfg.finetune_steps == 0:
             return float("nan")
         data = self.buffer.data(only_valid=cfg.method != "rec-nf")
+        if cfg.finetune_on == "decoded" and data["x"].shape[0]:
+            data = _decoded_again(data, self.dom)
         if self._tilting() and data["x"].shape[0]:
             w = self._tilt_weights(r, record if record is not None else {})
             data["weight"] = (w * w.numel()).float()  # mean 1; each batch renormalises
@@ -668,6 +677,21 @@ def _resampled(data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = {k: v for k, v in data.items() if k != "weight"}
     w = data["weight"].double()
     out["draw"] = w / w.sum()
+    return out
+
+
+def _decoded_again(data: dict[str, torch.Tensor], dom: Domain) -> dict[str, torch.Tensor]:
+    """The rows' designs decoded and encoded again (clean tensors of what the verifier judged); rows
+    that do not encode keep their sampled tensors. A domain that cannot encode designs is an error."""
+    encoded = dom.encode_designs(dom.decode_safe(data["x"]))
+    if encoded is None:
+        raise ValueError(f"finetune_on='decoded' needs a domain that encodes designs back; {dom.name} does not")
+    x, mask = encoded
+    ok = mask.flatten(1).any(1) if mask is not None else torch.ones(len(x), dtype=torch.bool)
+    out = dict(data)
+    out["x"] = torch.where(ok.view(-1, *([1] * (x.ndim - 1))), x.to(data["x"].dtype), data["x"])
+    if mask is not None and "mask" in data:
+        out["mask"] = torch.where(ok.view(-1, *([1] * (mask.ndim - 1))), mask.to(data["mask"].dtype), data["mask"])
     return out
 
 
