@@ -33,3 +33,18 @@ def test_moses_domain_metadata():
     assert dom.shape == (26, 8 + 26 * 4)
     assert dom.training_data().shape[1:] == dom.shape
     assert dom.check(["CCOc1ccccc1", "CC=O"]).tolist() == [True, False]
+
+
+def test_the_shipped_moses_model_loads_and_samples_through_the_capped_decoder():
+    from flowdisco.domains import get_domain
+    from flowdisco.flow.model import FlowModel
+
+    path = Moses().pretrained_model_path()
+    assert path is not None and get_domain("moses-capped").pretrained_model_path() == path
+    assert Moses(max_train=50).pretrained_model_path() is None  # another training subset: not this model's
+    model = FlowModel.load(path)
+    assert model.domain_name == "moses" and tuple(model.shape) == MOSES_SPEC.shape
+    dom = get_domain("moses-capped", max_train=50)
+    gen = torch.Generator().manual_seed(0)
+    x = model.sample(4, steps=3, generator=gen, mask=dom.sample_masks(4, gen))
+    assert all(canonical(s) is not None for s in dom.decode(x))  # capped graphs always sanitise

@@ -103,6 +103,11 @@ class Moses(MoleculeDomain):
     def verify(self, designs: Sequence[Any]) -> Sequence[bool]:
         return [moses_valid(s) for s in designs]
 
+    def default_pretrain(self) -> dict[str, Any]:
+        # the shipped model's recipe: 8,100 steps of 64 molecules (where a 6,300 s time limit stopped it on
+        # one thread of the 2-core CPU; see BENCHMARKS.md); lr and EMA as the QM9 model's first stage
+        return {"steps": 8100, "batch_size": 64, "lr": 1e-3, "ema_sigma_rel": 0.05}
+
     def pretrained_model_path(self) -> str | None:
         """The shipped model (``flowdisco/assets/moses_model``, when one ships), trained on the default
         split and training subset (seed 0, the first 100,000); other splits get None."""
