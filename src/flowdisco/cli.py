@@ -350,9 +350,7 @@ def _domain_for(model, name: str | None):
     if not name:
         raise ValueError("the model does not record its domain; pass --domain")
     dom = get_domain(name)
-    if tuple(model.shape) != tuple(dom.shape):
-        raise ValueError(f"the model's designs have shape {tuple(model.shape)} but domain {name!r} uses "
-                         f"{tuple(dom.shape)}")
+    dom.check_design_shape(model.shape)
     return dom
 
 

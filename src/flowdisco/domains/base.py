@@ -97,6 +97,12 @@ class Domain(ABC):
             data["cond"] = labels
         return data
 
+    def check_design_shape(self, shape: Sequence[int]) -> None:
+        """A clear error when a model's designs (of ``shape``) are not this domain's."""
+        if tuple(shape) != tuple(self.shape):
+            raise ValueError(f"the model's designs have shape {tuple(shape)} but domain {self.name!r} uses "
+                             f"{tuple(self.shape)}")
+
     def encode_designs(self, designs: Sequence[Any]) -> tuple[Tensor, Tensor | None] | None:
         """The designs as clean model tensors (x [B, *shape], masks or None), or None when the domain
         cannot encode designs back (ActFlow's ``finetune_on="decoded"`` needs it). Rows that do not

@@ -162,7 +162,7 @@ class MoleculeDomain(Domain):
             kept.append(x is not None)
             if x is not None:
                 xs.append(x)
-                sizes.append(int((x[:, : self.spec.n_atom_features].abs().sum(1) > 0).sum()))
+                sizes.append(self.spec.atom_count(x))
         skipped = len(train) - len(xs)
         if not xs:
             raise ValueError(f"none of the {len(train)} {self.name} training molecules could be encoded")
@@ -266,7 +266,7 @@ class MoleculeDomain(Domain):
             enc = self.spec.encode(s) if s else None
             if enc is not None:
                 x[i] = enc
-                sizes[i] = int((enc[:, : self.spec.n_atom_features].abs().sum(1) > 0).sum())
+                sizes[i] = self.spec.atom_count(enc)
         return x, self.spec.mask_for_sizes(sizes)
 
     def key(self, design: Any) -> Hashable:

@@ -111,6 +111,10 @@ class GraphSpec:
         molecule, where building it with torch ops cost a quarter of the time)."""
         return self.mask_for_sizes(torch.tensor([n]))[0].numpy()
 
+    def atom_count(self, x: Tensor) -> int:
+        """Atoms of one graph tensor x [N, F]: the rows whose atom features are not all zero (padding is)."""
+        return int((x[:, : self.n_atom_features].abs().sum(1) > 0).sum())
+
     # ------------------------------------------------------------------ decode
     def decode(self, x: Tensor, mask: Tensor | None = None, decoding: str = "argmax") -> list[str]:
         """SMILES for each graph tensor in x [B, N, F]. The atom count comes from the mask (or, without
@@ -125,7 +129,7 @@ class GraphSpec:
         out = []
         for k in range(x.shape[0]):
             xk = x[k].detach().float()
-            n = int(mask[k, :, 0].sum()) if mask is not None else int((xk[:, :A].abs().sum(1) > 0).sum())
+            n = int(mask[k, :, 0].sum()) if mask is not None else self.atom_count(xk)
             elem = xk[:n, :E].argmax(1).tolist()
             chg = xk[:n, E:A].argmax(1).tolist()
             pair = xk[:n, A:].reshape(n, N, B)[:, :n]

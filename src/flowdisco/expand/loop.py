@@ -226,8 +226,7 @@ def expand(model: FlowModel | str | os.PathLike, domain: str | Domain, method: s
     cfg = make_config(dom, method=method, rounds=rounds, samples_per_round=samples_per_round,
                       finetune_steps=finetune_steps, seed=seed, **options)
     base = FlowModel.load(model) if isinstance(model, (str, os.PathLike)) else model
-    if tuple(base.shape) != tuple(dom.shape):
-        raise ValueError(f"model designs have shape {base.shape} but domain {dom.name!r} uses {dom.shape}")
+    dom.check_design_shape(base.shape)
     if getattr(dom, "data_file", None):
         dom.splits()  # a bad data file fails here, before the run directory is written
     work = base.clone()
