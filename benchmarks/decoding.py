@@ -9,7 +9,8 @@ the samples the argmax evaluation drew.) Reported per decoding over the draws: v
 samples, uniqueness, novelty, LeaderPicker coverage and Vendi of the first ``--n-valid`` valid
 molecules, FCD to the test set; and, per draw, how many raw samples the capping changed, how many it
 made valid ("rescued") and how many valid argmax molecules it changed (none, by construction: a valid
-molecule has no atom over its valence, so capping leaves it as it is; the count checks that).
+molecule has no atom over its valence, so capping leaves it as it is; the count checks that); and
+why the invalid samples of each decoding were rejected (the verifier's first failed check).
 
     python benchmarks/decoding.py qm9 --draws 3 --threads 2
     python benchmarks/decoding.py moses --model runs/cpu-moses/model --draws 3 --n-samples 1000 --n-valid 100
@@ -27,7 +28,7 @@ import torch
 
 from common import RESULTS, mean_std, write_result
 from flowdisco.domains import get_domain
-from flowdisco.evaluate import evaluate, redecoded, sample_metrics
+from flowdisco.evaluate import evaluate, format_rejections, redecoded, rejection_counts, sample_metrics
 from flowdisco.flow.model import FlowModel
 from flowdisco.seeding import derive_seed
 
@@ -51,7 +52,8 @@ def one_draw(model: FlowModel, domains: dict[str, Any], k: int, args: argparse.N
             "changed": int(changed.sum()),
             "rescued": int(np.sum(~raw_a.valid[:n] & raw_c.valid[:n])),
             "valid_argmax_changed": int(np.sum(raw_a.valid[:n] & changed)),
-            "lost": int(np.sum(raw_a.valid[:n] & ~raw_c.valid[:n]))}
+            "lost": int(np.sum(raw_a.valid[:n] & ~raw_c.valid[:n])),
+            "rejections": {"argmax": rejection_counts(argmax, raw_a, n), "capped": rejection_counts(capped, raw_c, n)}}
 
 
 def summary(draws: list[dict[str, Any]]) -> dict[str, Any]:
@@ -61,6 +63,11 @@ def summary(draws: list[dict[str, Any]]) -> dict[str, Any]:
                                   for key in KEYS}
     for key in ("changed", "rescued", "valid_argmax_changed", "lost"):
         out[key] = mean_std([r[key] for r in draws])
+    out["rejections"] = {}
+    for d in DECODINGS:
+        reasons = sorted({reason for r in draws for reason in r["rejections"][d]})
+        out["rejections"][d] = {reason: mean_std([r["rejections"][d].get(reason, 0) for r in draws])
+                                for reason in reasons}
     return out
 
 
@@ -117,6 +124,8 @@ def main() -> None:
         print(f"draw {k}: validity {r['argmax']['validity']:.3f} -> {r['capped']['validity']:.3f}, coverage "
               f"{r['argmax']['coverage']:.0f} -> {r['capped']['coverage']:.0f}, changed {r['changed']}, "
               f"rescued {r['rescued']}, valid argmax changed {r['valid_argmax_changed']}", flush=True)
+        for d in DECODINGS:
+            print(f"  {d}: {format_rejections(r['rejections'][d], args.n_samples)}", flush=True)
     name = args.name or f"{args.domain}_decoding"
     result = {"domain": args.domain, "model": str(path), "seeds": [derive_seed(k, "eval") for k in range(args.draws)],
               "n_samples": args.n_samples, "n_valid": args.n_valid, "sampler": f"euler, {args.steps} steps",

@@ -66,6 +66,10 @@ def test_pretrain_sample_evaluate(tmp_path, capsys):
                  "--json", str(tmp_path / "e.json"), *TINY]) == 0
     stats = json.loads((tmp_path / "e.json").read_text())
     assert 0 <= stats["validity"] <= 1 and stats["n_valid"] == 20
+    # why the invalid ones failed: the toy gives no reason, so they are counted under the generic one
+    assert sum(stats["rejections"].values()) == round(100 * (1 - stats["validity"]))
+    assert set(stats["rejections"]) <= {"rejected by the verifier"}
+    assert f"{sum(stats['rejections'].values())} of 100 invalid" in capsys.readouterr().out
     # the JSON says what was measured, on what, and how: enough to reproduce it
     saved = json.loads((run / "model" / "flowdisco_model.json").read_text())
     assert stats["model_sha256"] == saved["sha256"] and stats["domain"] == "toy2d"

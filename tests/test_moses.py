@@ -4,7 +4,7 @@ import torch
 pytest.importorskip("rdkit", reason="molecule tests need the chem extra (installed by `make test`)")
 
 from flowdisco.domains.molgraph import canonical
-from flowdisco.domains.moses import MOSES_SPEC, Moses, load_moses_smiles, moses_valid
+from flowdisco.domains.moses import MOSES_SPEC, Moses, load_moses_smiles, moses_rejection, moses_valid
 
 
 def test_moses_test_molecules_pass_the_filters_and_round_trip():
@@ -19,13 +19,19 @@ def test_moses_test_molecules_pass_the_filters_and_round_trip():
     assert MOSES_SPEC.decode(x, decoding="capped") == [canonical(s) for s in encodable]
 
 
-@pytest.mark.parametrize(("smiles", "why"), [
-    ("C1CCCCCCC1", "8-membered ring"), ("CC(=O)[O-]", "charge"), ("c1ccccc1.CC", "two fragments"),
-    ("CCI", "iodine"), ("CC=O", "MCF aldehyde"), ("C1OC1CC", "MCF epoxide"), ("", "empty"),
-    ("C(C)(C)(C)(C)C", "valence"),
+@pytest.mark.parametrize(("smiles", "why", "reason"), [
+    ("C1CCCCCCC1", "8-membered ring", "a ring of 8 or more atoms"),
+    ("CC(=O)[O-]", "charge", "a charged atom or a disallowed element"),
+    ("c1ccccc1.CC", "two fragments", "several fragments"),
+    ("CCI", "iodine", "a charged atom or a disallowed element"),
+    ("CC=O", "MCF aldehyde", "an MCF or PAINS substructure"),
+    ("C1OC1CC", "MCF epoxide", "an MCF or PAINS substructure"), ("", "empty", "empty"),
+    ("C(C)(C)(C)(C)C", "valence", "an atom over its valence"),
 ])
-def test_moses_filters_reject(smiles, why):
+def test_moses_filters_reject_and_say_why(smiles, why, reason):
     assert not moses_valid(smiles), why
+    assert moses_rejection(smiles) == reason
+    assert Moses(max_train=50).rejection_reason(smiles) == reason
 
 
 def test_moses_domain_metadata():

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -6,7 +7,7 @@ rdkit = pytest.importorskip("rdkit", reason="molecule tests need the chem extra 
 import flowdisco as fd  # noqa: E402
 from flowdisco.domains.molecules import tanimoto  # noqa: E402
 from flowdisco.domains.molgraph import GraphSpec, argmax_bonds, canonical, capped_bonds, valence_cap  # noqa: E402
-from flowdisco.domains.qm9 import QM9, qm9_valid  # noqa: E402
+from flowdisco.domains.qm9 import QM9, qm9_rejection, qm9_valid  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,12 @@ def test_verifier_accepts_good_and_rejects_bad_molecules():
            "xyz": "unparsable"}
     for smi, why in bad.items():
         assert not qm9_valid(smi), why
+    # the verifier names the first check each one fails
+    assert [qm9_rejection(s) for s in bad] == [
+        "an atom over its valence", "several fragments", "a charged atom or a radical",
+        "an element other than C, N, O, F", "a charged atom or a radical", "more than 9 heavy atoms", "empty",
+        "not parsable"]
+    assert qm9_rejection("c1cccc1") == "cannot be kekulised" and qm9_rejection("CCO") is None
 
 
 def test_coverage_vendi_novelty_on_hand_checked_sets(qm9):
@@ -230,7 +237,7 @@ def test_sample_command_decodes_a_qm9_model_with_the_capped_variant(tmp_path):
 
 
 def test_redecoded_scores_the_same_tensors_with_the_capped_decoder():
-    from flowdisco.evaluate import redecoded, sample_metrics
+    from flowdisco.evaluate import redecoded, rejection_counts, sample_metrics
     from flowdisco.generate import Generated
 
     argmax, capped = QM9(max_train=200), fd.domains.get_domain("qm9-capped", max_train=200)
@@ -248,6 +255,27 @@ def test_redecoded_scores_the_same_tensors_with_the_capped_decoder():
     assert again.x is raw.x and again.designs == [canonical("CC(C)(C)CO")] * 2 and again.valid.all()
     stats = sample_metrics(capped, again, 2, again.select(again.valid))
     assert stats["validity"] == 1.0 and stats["n_valid"] == 2 and stats["uniqueness_raw"] == 0.5
+    # why the argmax decoding failed, and that capping left nothing to explain
+    assert rejection_counts(argmax, raw) == {"an atom over its valence": 1} and rejection_counts(capped, again) == {}
+
+
+def test_rejection_counts_name_each_failure_and_never_raise():
+    from flowdisco.evaluate import format_rejections, rejection_counts
+    from flowdisco.generate import Generated
+
+    class Unhelpful(QM9):
+        def rejection_reason(self, design):
+            raise RuntimeError("no idea")
+
+    designs = [None, "CC.O", "CCO", "C1CC", "CO.C"]
+    raw = Generated(x=torch.zeros(5, 1), mask=None, designs=designs, valid=np.array([False, False, True, False, False]))
+    counts = rejection_counts(QM9(max_train=200), raw)
+    assert counts == {"several fragments": 2, "not decoded": 1, "not parsable": 1}
+    assert next(iter(counts)) == "several fragments"  # most common first
+    assert rejection_counts(QM9(max_train=200), raw, n_samples=2) == {"not decoded": 1, "several fragments": 1}
+    assert rejection_counts(Unhelpful(max_train=200), raw) == {"rejected by the verifier": 3, "not decoded": 1}
+    assert format_rejections(counts, 5) == "4 of 5 invalid: 2 several fragments, 1 not decoded, 1 not parsable"
+    assert format_rejections({}, 5) == "0 of 5 invalid"
 
 
 def test_finetuning_on_decoded_designs_swaps_in_the_clean_graph_of_each_design():

@@ -154,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="metrics table of a saved model",
                        description="Sample a saved model and print validity, coverage, Vendi, uniqueness, "
-                                   "novelty and the domain's own metrics.")
+                                   "novelty and the domain's own metrics, and why the invalid samples were rejected "
+                                   "(per the domain's rejection_reason: e.g. several fragments, an atom over its "
+                                   "valence, an MCF or PAINS substructure).")
     p.add_argument("model", help="model directory (or a run directory holding model/)")
     p.add_argument("--domain", default=None, help="domain (default: the one the model was trained on)")
     p.add_argument("--n-samples", type=int, default=1000)
@@ -548,7 +550,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from flowdisco.evaluate import evaluate, format_table
+    from flowdisco.evaluate import evaluate, format_rejections, format_table, rejection_counts
     from flowdisco.flow.model import FlowModel
     from flowdisco.io import atomic_write_json
     from flowdisco.runs import provenance
@@ -556,19 +558,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     started = provenance(args.device)  # the command, machine and start time, for --json
     model = FlowModel.load(args.model, map_location=args.device)
     dom = _configure_verifier(_domain_for(model, args.domain), args)
-    stats = evaluate(model, dom, n_samples=args.n_samples, n_valid=args.n_valid, seed=args.seed,
-                     steps=args.steps, solver=args.solver, progress=not args.quiet)
+    stats, raw, _ = evaluate(model, dom, n_samples=args.n_samples, n_valid=args.n_valid, seed=args.seed,
+                             steps=args.steps, solver=args.solver, progress=not args.quiet, return_samples=True)
+    rejections = rejection_counts(dom, raw, args.n_samples)
     if "n_valid_short" in stats:
         print(f"warning: only {args.n_valid - int(stats['n_valid_short'])} of --n-valid {args.n_valid} valid "
               "designs within the sampling budget; the set metrics use those", file=sys.stderr)
     if not dist.is_main():
         return 0
     print(format_table({str(args.model): stats}, [k for k in [*TABLE_KEYS, "seconds"] if k in stats]))
+    print(format_rejections(rejections, min(args.n_samples, len(raw.designs))))
     if args.json:
         atomic_write_json(args.json, {"model": str(args.model), "model_sha256": model.loaded_sha256,
                                       "domain": dom.name, "seed": args.seed, "n_samples": args.n_samples,
                                       "n_valid_requested": args.n_valid, "steps": args.steps,
-                                      "solver": args.solver, **stats, "provenance": started})
+                                      "solver": args.solver, **stats, "rejections": rejections,
+                                      "provenance": started})
     return 0
 
 

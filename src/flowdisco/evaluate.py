@@ -8,6 +8,7 @@ across models.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,31 @@ def sample_metrics(domain: Domain, raw: Generated, n_samples: int, valid: Genera
         stats["uniqueness_raw"] = uniqueness([domain.key(d) for d in first_valid])
     stats.update(set_metrics(domain, valid, reference_features))
     return stats
+
+
+def rejection_counts(domain: Domain, raw: Generated, n_samples: int | None = None) -> dict[str, int]:
+    """Why the invalid designs among the first ``n_samples`` raw ones were rejected: {reason: count},
+    most common first, from :meth:`Domain.rejection_reason`. An undecodable design is "not decoded";
+    a domain that cannot say, or whose reason raises, gives "rejected by the verifier"."""
+    counts: Counter[str] = Counter()
+    for design, ok in zip(raw.designs[:n_samples], raw.valid[:n_samples], strict=True):
+        if ok:
+            continue
+        if design is None:
+            counts["not decoded"] += 1
+            continue
+        try:
+            reason = domain.rejection_reason(design)
+        except Exception:  # a diagnostic must not cost the evaluation
+            reason = None
+        counts[reason or "rejected by the verifier"] += 1
+    return dict(counts.most_common())
+
+
+def format_rejections(counts: dict[str, int], n: int) -> str:
+    """One line: "412 of 1000 invalid: 300 several fragments, 112 an atom over its valence"."""
+    total = sum(counts.values())
+    return f"{total} of {n} invalid" + (": " + ", ".join(f"{c} {r}" for r, c in counts.items()) if total else "")
 
 
 def redecoded(domain: Domain, raw: Generated) -> Generated:

@@ -138,6 +138,12 @@ class Domain(ABC):
         d = self.distance(a, b)
         return torch.exp(-(d**2) / (2 * self.kernel_lengthscale**2))
 
+    def rejection_reason(self, design: Any) -> str | None:
+        """Why the verifier rejects ``design``, in a few words ("several fragments"), or None when the
+        domain cannot say. Only asked of rejected designs, for the breakdown `flowdisco evaluate`
+        prints; a domain whose verifier has several checks may name the first one that fails."""
+        return None
+
     def key(self, design: Any) -> Hashable:
         """A canonical hashable form for uniqueness/novelty (rounded descriptors by default)."""
         return tuple(np.round(np.asarray(design, dtype=np.float64).ravel(), 6).tolist())

@@ -205,6 +205,27 @@ def to_smiles(mol) -> str:
             return ""
 
 
+SANITIZE_PROBLEMS = {"AtomValenceException": "an atom over its valence",
+                     "AtomKekulizeException": "cannot be kekulised", "KekulizeException": "cannot be kekulised"}
+
+
+def parse_problem(smiles: str) -> str | None:
+    """Why a SMILES does not give a sanitised RDKit molecule, in words; None when it does.
+
+    "empty", "not parsable" (broken SMILES syntax), "an atom over its valence", "cannot be
+    kekulised" (an aromatic ring RDKit cannot assign), or RDKit's own name for a rarer problem."""
+    Chem = _rdkit()
+    if not smiles:
+        return "empty"
+    if Chem.MolFromSmiles(smiles) is not None:
+        return None
+    mol = Chem.MolFromSmiles(smiles, sanitize=False)
+    if mol is None:
+        return "not parsable"
+    kinds = [p.GetType() for p in Chem.DetectChemistryProblems(mol)]
+    return SANITIZE_PROBLEMS.get(kinds[0], kinds[0]) if kinds else "does not sanitise"
+
+
 def canonical(smiles: str) -> str | None:
     """RDKit canonical SMILES, or None when it does not parse/sanitise."""
     Chem = _rdkit()

@@ -20,7 +20,7 @@ from typing import Any
 
 from flowdisco.domains.base import package_dir, shipped_model_path
 from flowdisco.domains.molecules import MoleculeDomain
-from flowdisco.domains.molgraph import GraphSpec, _rdkit
+from flowdisco.domains.molgraph import GraphSpec, _rdkit, parse_problem
 
 MOSES_SPEC = GraphSpec(elements=("C", "N", "S", "O", "F", "Cl", "Br"), charges=(0,), max_atoms=26)
 ALLOWED = {"C", "N", "S", "O", "F", "Cl", "Br", "H"}
@@ -62,16 +62,25 @@ def filter_patterns() -> tuple:
 
 def moses_valid(smiles: str) -> bool:
     """MOSES filters + one fragment (see module docstring)."""
+    return moses_rejection(smiles) is None
+
+
+def moses_rejection(smiles: str) -> str | None:
+    """The first check of the MOSES verifier that ``smiles`` fails, in words; None when it passes."""
     Chem = _rdkit()
     mol = Chem.MolFromSmiles(smiles) if smiles else None
-    if mol is None or len(Chem.GetMolFrags(mol)) != 1:
-        return False
+    if mol is None:
+        return parse_problem(smiles)
+    if len(Chem.GetMolFrags(mol)) != 1:
+        return "several fragments"
     if any(len(ring) >= 8 for ring in mol.GetRingInfo().AtomRings()):
-        return False
+        return "a ring of 8 or more atoms"
     if any(a.GetFormalCharge() != 0 or a.GetSymbol() not in ALLOWED for a in mol.GetAtoms()):
-        return False
+        return "a charged atom or a disallowed element"
     with_h = Chem.AddHs(mol)
-    return not any(with_h.HasSubstructMatch(p) for p in filter_patterns())
+    if any(with_h.HasSubstructMatch(p) for p in filter_patterns()):
+        return "an MCF or PAINS substructure"
+    return None
 
 
 class Moses(MoleculeDomain):
@@ -102,6 +111,9 @@ class Moses(MoleculeDomain):
 
     def verify(self, designs: Sequence[Any]) -> Sequence[bool]:
         return [moses_valid(s) for s in designs]
+
+    def rejection_reason(self, design: Any) -> str | None:
+        return moses_rejection(design)
 
     def default_pretrain(self) -> dict[str, Any]:
         # the shipped model's recipe: 8,100 steps of 64 molecules (where a 6,300 s time limit stopped it on

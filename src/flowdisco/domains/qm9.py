@@ -18,7 +18,7 @@ from typing import Any
 
 from flowdisco.domains.base import package_dir, shipped_model_path
 from flowdisco.domains.molecules import MoleculeDomain
-from flowdisco.domains.molgraph import GraphSpec, _rdkit, canonical
+from flowdisco.domains.molgraph import GraphSpec, _rdkit, canonical, parse_problem
 
 QM9_SPEC = GraphSpec(elements=("C", "N", "O", "F"), charges=(-1, 0, 1), max_atoms=9)
 
@@ -48,6 +48,9 @@ class QM9(MoleculeDomain):
     def verify(self, designs: Sequence[Any]) -> Sequence[bool]:
         return [qm9_valid(s) for s in designs]
 
+    def rejection_reason(self, design: Any) -> str | None:
+        return qm9_rejection(design)
+
     def default_pretrain(self) -> dict[str, Any]:
         # stage 1 of the shipped model's recipe (8,100 steps: where its 400 s on an H100 ended); the later
         # stages continue it with `--init` at lower learning rates (see BENCHMARKS.md)
@@ -71,16 +74,25 @@ class QM9(MoleculeDomain):
 
 def qm9_valid(smiles: str) -> bool:
     """The QM9 verifier of data.md."""
+    return qm9_rejection(smiles) is None
+
+
+def qm9_rejection(smiles: str) -> str | None:
+    """The first check of the QM9 verifier that ``smiles`` fails, in words; None when it passes."""
     Chem = _rdkit()
     mol = Chem.MolFromSmiles(smiles) if smiles else None
     if mol is None:
-        return False
+        return parse_problem(smiles)
     if len(Chem.GetMolFrags(mol)) != 1:
-        return False
+        return "several fragments"
     if not 1 <= mol.GetNumAtoms() <= 9:
-        return False
-    return all(a.GetSymbol() in ("C", "N", "O", "F") and a.GetFormalCharge() == 0 and a.GetNumRadicalElectrons() == 0
-               for a in mol.GetAtoms())
+        return "more than 9 heavy atoms"
+    for a in mol.GetAtoms():
+        if a.GetSymbol() not in ("C", "N", "O", "F"):
+            return "an element other than C, N, O, F"
+        if a.GetFormalCharge() != 0 or a.GetNumRadicalElectrons() != 0:
+            return "a charged atom or a radical"
+    return None
 
 
 class QM9OutOfDistribution(QM9):
