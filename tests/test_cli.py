@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,10 @@ def test_main_job_expands_the_shipped_qm9_model_at_tiny_size(tmp_path):
     for word in ("pre-trained", "actflow r1", "validity", "coverage", "vendi", "novelty", "n_new_unique",
                  "frechet_to_test", "found in the rounds:"):
         assert word in out.stdout, word
+    # why the invalid samples failed, by the QM9 verifier's checks, in the output and in the report
+    assert re.search(r"why invalid, pre-trained: \d+ of 64 invalid: \d+ (an atom over its valence|several fragments)",
+                     out.stdout), out.stdout
+    assert "why invalid, round 1:" in out.stdout and "Why samples were invalid" in (run / "report.html").read_text()
     for f in ("config.json", "metrics.jsonl", "state/LATEST.json", "plots/validity.png", "plots/coverage.png"):
         assert (run / f).is_file(), f
     cfg = json.loads((run / "config.json").read_text())

@@ -57,6 +57,11 @@ def test_two_round_expand_runs_and_writes_every_file(pretrained, tmp_path):
     lines = [json.loads(s) for s in (d / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in lines] == [0, 1, 2]
     assert 0 < lines[2]["eval_generable_coverage"] <= 1 and "eval_frechet_to_reference" in lines[2]
+    # each evaluation says why its invalid samples failed (the toy names no reason: all generic)
+    for r in (0, 2):
+        assert sum(lines[r]["rejections"].values()) == round(200 * (1 - lines[r]["eval_validity"]))
+        assert set(lines[r]["rejections"]) <= {"rejected by the verifier"}
+    assert "rejections" not in lines[1]  # not evaluated
     assert len(run.buffer) == lines[2]["buffer_size"] and run.buffer.n_valid >= 32
     assert not list(d.glob("state/pending-*"))  # committed rounds leave no pending work behind
     # what the rounds found: the warm-up's designs are not counted; continuous designs are all distinct

@@ -47,6 +47,22 @@ def test_what_a_run_lacks_is_said_not_hidden(runs):
     assert "17 valid designs not in the data set" in page and "0.60" in page  # nearest similarity
 
 
+def test_why_samples_were_invalid_is_tabled_per_method(tmp_path, runs):
+    frag, val = "several fragments", "an atom over its valence"
+    a = [make_expand_run(tmp_path / "why", "actflow", s, [0.3, 0.4, 0.5], [50, 55, 60],
+                         rejections=[{val: 50, frag: 20}, {val: 40}, {frag: f}]) for s, f in ((0, 10), (1, 20))]
+    r = make_expand_run(tmp_path / "why", "rec-f", 0, [0.3, 0.35, 0.4], [50, 50, 50], rejections=[{val: 50}] * 3)
+    page = render([read_run(p) for p in [*a, r]])
+    section = page[page.index('id="rejections"'):]
+    assert "among its 100 raw samples" in section
+    assert section.index(val) < section.index(frag)  # reasons ordered by how often they occur overall
+    assert _cells(section, "pre-trained (round 0)") == ["3", "50 ± 0", "13.3 ± 11.5"]
+    assert _cells(section, "actflow (final)") == ["2", "0 ± 0", "15 ± 7.07"]  # the last evaluation, not round 2
+    assert _cells(section, "rec-f (final)") == ["1", "50", "0"]
+    # runs that recorded no reasons (older runs) get no section
+    assert 'id="rejections"' not in render([read_run(p) for p in runs])
+
+
 def test_bad_run_directories_give_one_clear_error(tmp_path):
     with pytest.raises(ReportError, match="no such run directory"):
         read_run(tmp_path / "missing")

@@ -469,7 +469,7 @@ def _pretrained_for(dom, args: argparse.Namespace, run_dir: Path):
 
 
 def cmd_expand(args: argparse.Namespace) -> int:
-    from flowdisco.evaluate import format_table
+    from flowdisco.evaluate import format_rejections, format_table
     from flowdisco.expand import expand
 
     dom = _configure_verifier(_domain_with_data(args.domain, args.data), args)
@@ -495,6 +495,10 @@ def cmd_expand(args: argparse.Namespace) -> int:
         print()
         print(format_table(rows, keys))
         print("\n" + "\n".join(f"  {k}: {METRIC_HELP[k]}" for k in keys if k in METRIC_HELP))
+        if any(set(h.get("rejections", {})) - {"rejected by the verifier"} for h in (first, last)):
+            n = run.config.eval_samples
+            print(f"\nwhy invalid, pre-trained: {format_rejections(first['rejections'], n)}\n"
+                  f"why invalid, round {last['round']}: {format_rejections(last['rejections'], n)}")
     found = run.discovered(dom)
     print(f"\n{len(run.history) - 1} rounds, buffer {len(run.buffer)} designs ({run.buffer.n_valid} valid) · "
           f"wall-clock {time.perf_counter() - t0:.1f} s")

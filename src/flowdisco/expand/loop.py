@@ -37,7 +37,7 @@ import torch
 
 from flowdisco import dist
 from flowdisco.domains import Domain, get_domain
-from flowdisco.evaluate import evaluate
+from flowdisco.evaluate import evaluate, rejection_counts
 from flowdisco.expand.balance import balance_weights, neighbour_counts
 from flowdisco.expand.buffer import DesignBuffer
 from flowdisco.expand.exploration import WEIGHTINGS, UncertaintyGuidance
@@ -344,7 +344,7 @@ class _Loop:
                                   "round_validity": self.buffer.n_valid / n, "buffer_size": n,
                                   "buffer_valid": self.buffer.n_valid, "round_seconds": time.perf_counter() - t0}
         if cfg.eval_every:
-            record["eval"] = self._evaluate(0, set_reference=True)
+            record["eval"], record["rejections"] = self._evaluate(0, set_reference=True)
         self._commit(0, record)
 
     # ------------------------------------------------------------------ one round
@@ -388,7 +388,7 @@ class _Loop:
         record["finetune_loss"] = self._update_flow(r, record)
         record["finetune_seconds"] = time.perf_counter() - ts
         if cfg.eval_every and (r % cfg.eval_every == 0 or r == cfg.rounds):
-            record["eval"] = self._evaluate(r)
+            record["eval"], record["rejections"] = self._evaluate(r)
         record["round_seconds"] = time.perf_counter() - t0
         self._commit(r, record)
 
@@ -539,7 +539,8 @@ class _Loop:
         res = fit(self.model, data, fc, negatives=negatives, state_dir=state, resume=state is not None)
         return res.losses[-1] if res.losses else float("nan")
 
-    def _evaluate(self, r: int, set_reference: bool = False) -> dict[str, float]:
+    def _evaluate(self, r: int, set_reference: bool = False) -> tuple[dict[str, float], dict[str, int]]:
+        """The evaluation of round r: its metrics, and why its invalid raw samples were rejected."""
         cfg = self.cfg
         artifacts: dict[str, torch.Tensor] = {}
         stats, raw, valid = evaluate(self.model, self.dom, n_samples=cfg.eval_samples, n_valid=cfg.eval_valid,
@@ -551,7 +552,7 @@ class _Loop:
                 self.store.save_tensors("reference", {"features": self.reference})
         if self.run_dir is not None and self.run_dir.writable:
             self._frame(r, raw, artifacts)
-        return stats
+        return stats, rejection_counts(self.dom, raw, cfg.eval_samples)
 
     def _frame(self, r: int, raw: Generated, artifacts: dict[str, torch.Tensor]) -> None:
         frames = self.run_dir.path / "frames"

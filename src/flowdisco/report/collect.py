@@ -46,6 +46,11 @@ class RunSummary:
                 out.append((int(r["round"]), ev))
         return out
 
+    def rejections(self) -> list[tuple[int, dict[str, int]]]:
+        """(round, {reason: count}) of every evaluation that recorded why its invalid samples failed."""
+        return [(int(r["round"]), r["rejections"]) for r in self.records
+                if "round" in r and isinstance(r.get("rejections"), dict)]
+
     def losses(self) -> list[tuple[int, float]]:
         """(step, loss) of a training run's log."""
         return [(int(r["step"]), float(r["loss"])) for r in self.records if "step" in r and "loss" in r]

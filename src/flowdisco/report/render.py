@@ -70,6 +70,7 @@ def render(runs: list[RunSummary], title: str | None = None) -> str:
     if expands:
         parts.append(_curves_section(_group(expands)))
         parts.append(_table_section(_group(expands)))
+        parts.append(_rejections_section(_group(expands)))
         parts.append(_discoveries_section(expands))
     trains = [r for r in runs if r.kind != "expand"]
     if trains:
@@ -159,6 +160,37 @@ def _table_section(groups: dict[str, list[RunSummary]]) -> str:
     head = ["", "runs", *[m.replace("_", " ") for m in metrics]]
     return (f"<section id=\"table\"><h2>Final comparison</h2><p>Mean ± standard deviation over seeds at each run's "
             f"last evaluated round; bold: the best expansion method per column.</p>{_table(head, rows)}</section>")
+
+
+def _rejections_section(groups: dict[str, list[RunSummary]], max_reasons: int = 8) -> str:
+    """Why the invalid samples of the first (round 0) and each method's last evaluation were rejected:
+    mean ± sd count per reason over seeds; empty when no run recorded reasons."""
+    rows_by: dict[str, list[dict[str, int]]] = {"pre-trained (round 0)": []}
+    for method, rs in groups.items():
+        recorded = [r.rejections() for r in rs if r.rejections()]
+        rows_by["pre-trained (round 0)"] += [rej[0][1] for rej in recorded if rej[0][0] == 0]
+        rows_by[f"{method} (final)"] = [rej[-1][1] for rej in recorded]
+    rows_by = {name: counts for name, counts in rows_by.items() if counts}
+    totals: dict[str, float] = defaultdict(float)
+    for counts in rows_by.values():
+        for c in counts:
+            for reason, n in c.items():
+                totals[reason] += n
+    if not totals or set(totals) == {"rejected by the verifier"}:
+        return ""  # no run recorded reasons, or its domain gives none
+    reasons = sorted(totals, key=lambda k: -totals[k])[:max_reasons]
+    rows = []
+    for name, counts in rows_by.items():
+        cells = [f"<td>{_e(name)}</td><td>{len(counts)}</td>"]
+        for reason in reasons:
+            mu, sd = _mean_std([c.get(reason, 0) for c in counts])
+            cells.append(f"<td>{_num(mu)}" + (f" ± {_num(sd)}" if sd is not None else "") + "</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    sizes = sorted({r.config.get("config", {}).get("eval_samples") for rs in groups.values() for r in rs} - {None})
+    among = f" among its {', '.join(map(str, sizes))} raw samples" if sizes else ""
+    return (f"<section id=\"rejections\"><h2>Why samples were invalid</h2><p>Invalid samples of each evaluation"
+            f"{_e(among)} by the first check of the verifier they fail (mean ± standard deviation over seeds), at "
+            f"round 0 and at each method's last evaluated round.</p>{_table(['', 'runs', *reasons], rows)}</section>")
 
 
 def _discoveries_section(runs: list[RunSummary]) -> str:
