@@ -116,6 +116,8 @@ def compare_methods(model: FlowModel, dom: Any, *, seeds: list[int], work: Path,
             evals = run.evaluations()
             curve: dict[str, list] = {"round": [h["round"] for h in evals]}
             curve.update({k: [h["eval"].get(k) for h in evals] for k in keys})
+            if any("rejections" in h for h in evals):  # why each evaluation's invalid samples failed
+                curve["rejections"] = [h.get("rejections") for h in evals]
             for k in ("round_validity", "round_new_valid_unique", "round_seconds", "tilt_ess"):
                 if any(k in h for h in run.history[1:]):
                     curve[k] = [h.get(k) for h in run.history[1:]]
