@@ -469,7 +469,7 @@ def _pretrained_for(dom, args: argparse.Namespace, run_dir: Path):
 
 
 def cmd_expand(args: argparse.Namespace) -> int:
-    from flowdisco.evaluate import format_rejections, format_table
+    from flowdisco.evaluate import UNEXPLAINED_REJECTION, format_rejections, format_table
     from flowdisco.expand import expand
 
     dom = _configure_verifier(_domain_with_data(args.domain, args.data), args)
@@ -495,7 +495,7 @@ def cmd_expand(args: argparse.Namespace) -> int:
         print()
         print(format_table(rows, keys))
         print("\n" + "\n".join(f"  {k}: {METRIC_HELP[k]}" for k in keys if k in METRIC_HELP))
-        if any(set(h.get("rejections", {})) - {"rejected by the verifier"} for h in (first, last)):
+        if any(set(h.get("rejections", {})) - {UNEXPLAINED_REJECTION} for h in (first, last)):
             n = run.config.eval_samples
             print(f"\nwhy invalid, pre-trained: {format_rejections(first['rejections'], n)}\n"
                   f"why invalid, round {last['round']}: {format_rejections(last['rejections'], n)}")

@@ -66,6 +66,10 @@ def sample_metrics(domain: Domain, raw: Generated, n_samples: int, valid: Genera
     return stats
 
 
+#: the reason counted for a rejected design whose domain names none (see :meth:`Domain.rejection_reason`)
+UNEXPLAINED_REJECTION = "rejected by the verifier"
+
+
 def rejection_counts(domain: Domain, raw: Generated, n_samples: int | None = None) -> dict[str, int]:
     """Why the invalid designs among the first ``n_samples`` raw ones were rejected: {reason: count},
     most common first, from :meth:`Domain.rejection_reason`. An undecodable design is "not decoded";
@@ -81,7 +85,7 @@ def rejection_counts(domain: Domain, raw: Generated, n_samples: int | None = Non
             reason = domain.rejection_reason(design)
         except Exception:  # a diagnostic must not cost the evaluation
             reason = None
-        counts[reason or "rejected by the verifier"] += 1
+        counts[reason or UNEXPLAINED_REJECTION] += 1
     return dict(counts.most_common())
 
 

@@ -209,16 +209,14 @@ SANITIZE_PROBLEMS = {"AtomValenceException": "an atom over its valence",
                      "AtomKekulizeException": "cannot be kekulised", "KekulizeException": "cannot be kekulised"}
 
 
-def parse_problem(smiles: str) -> str | None:
-    """Why a SMILES does not give a sanitised RDKit molecule, in words; None when it does.
-
-    "empty", "not parsable" (broken SMILES syntax), "an atom over its valence", "cannot be
-    kekulised" (an aromatic ring RDKit cannot assign), or RDKit's own name for a rarer problem."""
+def parse_problem(smiles: str) -> str:
+    """Why a SMILES that RDKit does not give as a sanitised molecule fails, in words: "empty", "not
+    parsable" (broken SMILES syntax), "an atom over its valence", "cannot be kekulised" (an aromatic
+    ring RDKit cannot assign), or RDKit's own name for a rarer problem. Callers have already seen
+    ``Chem.MolFromSmiles(smiles)`` return None."""
     Chem = _rdkit()
     if not smiles:
         return "empty"
-    if Chem.MolFromSmiles(smiles) is not None:
-        return None
     mol = Chem.MolFromSmiles(smiles, sanitize=False)
     if mol is None:
         return "not parsable"

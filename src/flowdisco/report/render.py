@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from flowdisco import __version__
+from flowdisco.evaluate import UNEXPLAINED_REJECTION
 from flowdisco.report.collect import METRICS, RunSummary
 
 COLOURS = ["#e76f51", "#2a9d8f", "#264653", "#e9c46a", "#8d6cab", "#6c757d", "#f4a261", "#3a86ff"]
@@ -127,13 +128,19 @@ def _curves_section(groups: dict[str, list[RunSummary]]) -> str:
     return _section("curves", "Metrics over rounds", note + _figs(figs))
 
 
-def _table_section(groups: dict[str, list[RunSummary]]) -> str:
-    finals: dict[str, list[dict[str, float]]] = {}
-    start: list[dict[str, float]] = []
+def _start_and_final(groups: dict[str, list[RunSummary]], series: Any) -> dict[str, list[dict[str, Any]]]:
+    """The rows of a comparison table: "pre-trained (round 0)" (every run's round-0 entry) and "METHOD
+    (final)" (each run's last entry), from ``series(run)``, a run's [(round, {name: value})] in order."""
+    rows_by: dict[str, list[dict[str, Any]]] = {"pre-trained (round 0)": []}
     for method, rs in groups.items():
-        finals[method] = [r.evaluations()[-1][1] for r in rs if r.evaluations()]
-        start += [r.evaluations()[0][1] for r in rs if r.evaluations() and r.evaluations()[0][0] == 0]
-    rows_by = {"pre-trained (round 0)": start, **{f"{m} (final)": v for m, v in finals.items()}}
+        recorded = [entries for entries in map(series, rs) if entries]
+        rows_by["pre-trained (round 0)"] += [entries[0][1] for entries in recorded if entries[0][0] == 0]
+        rows_by[f"{method} (final)"] = [entries[-1][1] for entries in recorded]
+    return rows_by
+
+
+def _table_section(groups: dict[str, list[RunSummary]]) -> str:
+    rows_by = _start_and_final(groups, RunSummary.evaluations)
     metrics = [m for m in METRICS if any(m in ev for evs in rows_by.values() for ev in evs)]
     if not metrics:
         return ("<section id=\"table\"><h2>Final comparison</h2><p class=\"na\">No evaluation was recorded, so "
@@ -155,7 +162,7 @@ def _table_section(groups: dict[str, list[RunSummary]]) -> str:
             else:
                 mu, sd = v[m]
                 cls = " class=\"best\"" if best.get(m) == name else ""
-                cells.append(f"<td{cls}>{_num(mu)}" + (f" ± {_num(sd)}" if sd is not None else "") + "</td>")
+                cells.append(f"<td{cls}>{_mean_sd(mu, sd)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     head = ["", "runs", *[m.replace("_", " ") for m in metrics]]
     return (f"<section id=\"table\"><h2>Final comparison</h2><p>Mean ± standard deviation over seeds at each run's "
@@ -165,26 +172,20 @@ def _table_section(groups: dict[str, list[RunSummary]]) -> str:
 def _rejections_section(groups: dict[str, list[RunSummary]], max_reasons: int = 8) -> str:
     """Why the invalid samples of the first (round 0) and each method's last evaluation were rejected:
     mean ± sd count per reason over seeds; empty when no run recorded reasons."""
-    rows_by: dict[str, list[dict[str, int]]] = {"pre-trained (round 0)": []}
-    for method, rs in groups.items():
-        recorded = [r.rejections() for r in rs if r.rejections()]
-        rows_by["pre-trained (round 0)"] += [rej[0][1] for rej in recorded if rej[0][0] == 0]
-        rows_by[f"{method} (final)"] = [rej[-1][1] for rej in recorded]
-    rows_by = {name: counts for name, counts in rows_by.items() if counts}
+    rows_by = {name: counts for name, counts in _start_and_final(groups, RunSummary.rejections).items() if counts}
     totals: dict[str, float] = defaultdict(float)
     for counts in rows_by.values():
         for c in counts:
             for reason, n in c.items():
                 totals[reason] += n
-    if not totals or set(totals) == {"rejected by the verifier"}:
+    if not totals or set(totals) == {UNEXPLAINED_REJECTION}:
         return ""  # no run recorded reasons, or its domain gives none
     reasons = sorted(totals, key=lambda k: -totals[k])[:max_reasons]
     rows = []
     for name, counts in rows_by.items():
         cells = [f"<td>{_e(name)}</td><td>{len(counts)}</td>"]
         for reason in reasons:
-            mu, sd = _mean_std([c.get(reason, 0) for c in counts])
-            cells.append(f"<td>{_num(mu)}" + (f" ± {_num(sd)}" if sd is not None else "") + "</td>")
+            cells.append(f"<td>{_mean_sd(*_mean_std([c.get(reason, 0) for c in counts]))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     sizes = sorted({r.config.get("config", {}).get("eval_samples") for rs in groups.values() for r in rs} - {None})
     among = f" among its {', '.join(map(str, sizes))} raw samples" if sizes else ""
@@ -330,6 +331,11 @@ def _mean_std(values: list[float]) -> tuple[float, float | None] | None:
         return None
     a = np.asarray(values, dtype=float)
     return float(a.mean()), (float(a.std(ddof=1)) if len(a) > 1 else None)
+
+
+def _mean_sd(mu: float, sd: float | None) -> str:
+    """ "mean ± sd" as a table shows it; the mean alone for one run."""
+    return _num(mu) + (f" ± {_num(sd)}" if sd is not None else "")
 
 
 def _looks_like_smiles(run: RunSummary, designs: list[dict[str, Any]]) -> bool:
