@@ -7,6 +7,7 @@ Domains:
   moses    a MOSES model given by --model (or pre-trained here with --pretrain-steps)
            → benchmarks/results/moses.json
   qm9-capped, moses-capped   the same models with valence-capped decoding (README, Molecules)
+  qm9-connected, moses-connected   the same models, capped decoding with the fragments joined
 
 Each method runs the domain's expansion defaults (ensemble surrogate, φ from the node head, gradient
 guidance) for --rounds rounds and is evaluated every --eval-every rounds on 1000 raw samples
@@ -58,7 +59,8 @@ KEYS = ["validity", "uniqueness", "coverage", "coverage_0.7", "coverage_0.9", "v
         "n_new_unique", "frechet_to_test", "frechet_to_reference", "outside_restriction_fraction",
         "held_out_molecules", "held_out_scaffolds"]
 OUTPUT = {"qm9": "qm9", "qm9-ood": "qm9_ood", "moses": "moses",
-          "qm9-capped": "qm9_capped", "moses-capped": "moses_capped"}
+          "qm9-capped": "qm9_capped", "moses-capped": "moses_capped",
+          "qm9-connected": "qm9_connected", "moses-connected": "moses_connected"}
 # The benchmark's budget for the QM9 domains (the results in BENCHMARKS.md), larger than the main job's
 # defaults, which are cut to finish `flowdisco expand qm9` within 10 minutes on 2 cores.
 QM9_BUDGET = {"rounds": 12, "eval_every": 6, "finetune_steps": 250}
@@ -83,7 +85,7 @@ def main() -> None:
 
     options = parse_settings(args.set)
     actflow_options = parse_settings(args.actflow_set)
-    if args.domain in ("qm9", "qm9-ood", "qm9-capped"):
+    if args.domain in ("qm9", "qm9-ood", "qm9-capped", "qm9-connected"):
         options.setdefault("finetune_steps", QM9_BUDGET["finetune_steps"])
         args.rounds = args.rounds or QM9_BUDGET["rounds"]
         args.eval_every = args.eval_every or QM9_BUDGET["eval_every"]

@@ -61,8 +61,9 @@ def _proteins(discrete: bool = False) -> Callable[..., Domain]:
 
 
 _DOMAINS: dict[str, Callable[..., Domain]] = {
-    "toy2d": Toy2D, "digits": _digits, "qm9": _qm9(), "qm9-capped": _qm9("capped"), "qm9-ood": _qm9_ood,
-    "moses": _moses(), "moses-capped": _moses("capped"),
+    "toy2d": Toy2D, "digits": _digits, "qm9": _qm9(), "qm9-capped": _qm9("capped"),
+    "qm9-connected": _qm9("connected"), "qm9-ood": _qm9_ood,
+    "moses": _moses(), "moses-capped": _moses("capped"), "moses-connected": _moses("connected"),
     "peptides": _peptides(), "peptides-discrete": _peptides(discrete=True),
     "proteins": _proteins(), "proteins-discrete": _proteins(discrete=True)}
 

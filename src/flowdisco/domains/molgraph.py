@@ -16,6 +16,14 @@ atoms and the argmax bonds but places the bonds one at a time, most confident fi
 argmax class over "none"), lowering a bond's order to what both atoms still have room for and dropping
 it when one has none. It never adds a bond the argmax did not choose, so it returns the argmax molecule
 whenever no atom of that molecule is over its valence; it cannot join fragments.
+
+``decoding="connected"`` is the capped graph with its fragments joined: among the atom pairs that lie
+in different fragments and both still have room for a bond, the pair the model scores most in favour of
+a bond (its best bond class over "none") is bonded, with that class's order lowered to the room left,
+and so on (Kruskal's spanning-tree order) until one fragment remains or no pair has room. Joining
+fragments closes no ring and raises no atom over its valence; a capped molecule that is already one
+fragment is returned unchanged. It adds bonds the model did not choose, so it is a stronger correction
+than capping: compare it with the other decodings of the same samples (``benchmarks/decoding.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import torch
 from torch import Tensor
 
 BOND_CLASSES = ("none", "single", "double", "triple")
-DECODINGS = ("argmax", "capped")
+DECODINGS = ("argmax", "capped", "connected")
 
 
 def _rdkit():
@@ -118,8 +126,8 @@ class GraphSpec:
     # ------------------------------------------------------------------ decode
     def decode(self, x: Tensor, mask: Tensor | None = None, decoding: str = "argmax") -> list[str]:
         """SMILES for each graph tensor in x [B, N, F]. The atom count comes from the mask (or, without
-        one, every atom whose features are not all zero). ``decoding``: "argmax" or "capped" (see the
-        module docstring)."""
+        one, every atom whose features are not all zero). ``decoding``: "argmax", "capped" or "connected"
+        (see the module docstring)."""
         if decoding not in DECODINGS:
             raise ValueError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
         Chem = _rdkit()
@@ -135,8 +143,11 @@ class GraphSpec:
             pair = xk[:n, A:].reshape(n, N, B)[:, :n]
             pair = 0.5 * (pair + pair.transpose(0, 1))
             atoms = [(self.elements[e], self.charges[c]) for e, c in zip(elem, chg, strict=True)]
-            if decoding == "capped":
-                bonds = capped_bonds(pair, [valence_cap(sym, q) for sym, q in atoms])
+            if decoding in ("capped", "connected"):
+                caps = [valence_cap(sym, q) for sym, q in atoms]
+                bonds = capped_bonds(pair, caps)
+                if decoding == "connected":
+                    bonds = joined_bonds(pair, caps, bonds)
             else:
                 bonds = argmax_bonds(pair)
             mol = Chem.RWMol()
@@ -174,6 +185,48 @@ def capped_bonds(pair: Tensor, caps: list[int]) -> list[tuple[int, int, int]]:
             out.append((i, j, o))
             room[i] -= o
             room[j] -= o
+    return out
+
+
+def joined_bonds(pair: Tensor, caps: list[int], bonds: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """``bonds`` (i, j, order) of a graph on n atoms plus the bonds that join its fragments: pairs in
+    different fragments, most favoured first (best bond class's score in pair [n, n, 4] minus "none"'s),
+    each bonded at that class's order lowered to the room both atoms have left (caps [n] minus the
+    orders of ``bonds``), skipped when either has none. Ties keep (i, j) order."""
+    n = len(caps)
+    root = list(range(n))
+
+    def find(a: int) -> int:
+        while root[a] != a:
+            root[a] = root[root[a]]
+            a = root[a]
+        return a
+
+    room = list(caps)
+    for i, j, o in bonds:
+        room[i] -= o
+        room[j] -= o
+        root[find(i)] = find(j)
+    if n < 2:
+        return list(bonds)
+    fragments = len({find(a) for a in range(n)})
+    i_idx, j_idx = torch.triu_indices(n, n, offset=1)
+    scores = pair[i_idx, j_idx]  # [n(n-1)/2, 4]
+    best = scores[:, 1:].argmax(1) + 1
+    margin = (scores.gather(1, best[:, None])[:, 0] - scores[:, 0]).tolist()
+    candidates = zip(i_idx.tolist(), j_idx.tolist(), best.tolist(), strict=True)
+    out = list(bonds)
+    for _, (i, j, b) in sorted(enumerate(candidates), key=lambda kc: -margin[kc[0]]):
+        if fragments == 1:
+            break
+        o = min(b, room[i], room[j])
+        if o <= 0 or find(i) == find(j):
+            continue
+        out.append((i, j, o))
+        room[i] -= o
+        room[j] -= o
+        root[find(i)] = find(j)
+        fragments -= 1
     return out
 
 
