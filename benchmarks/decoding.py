@@ -1,19 +1,22 @@
-"""Argmax against valence-capped decoding of one molecule model: what the decoding alone changes.
+"""Argmax, valence-capped and connected decoding of one molecule model: what the decoding alone changes.
 
-Both decodings read the *same* samples: each evaluation draw k runs the library's ``evaluate`` on
-the domain (``qm9``) with the seed ``derive_seed(k, "eval")`` (the evaluation draws of
-``molecules.py``'s runs), and the same sampled tensors are then decoded and verified by its capped
-variant (``qm9-capped``) and scored by the same metric code (``sample_metrics``), so only the
-decoding differs. (The capped set metrics read the first ``--n-valid`` capped-valid molecules of
-the samples the argmax evaluation drew.) Reported per decoding over the draws: validity on the raw
-samples, uniqueness, novelty, LeaderPicker coverage and Vendi of the first ``--n-valid`` valid
-molecules, FCD to the test set; and, per draw, how many raw samples the capping changed, how many it
-made valid ("rescued") and how many valid argmax molecules it changed (none, by construction: a valid
-molecule has no atom over its valence, so capping leaves it as it is; the count checks that); and
-why the invalid samples of each decoding were rejected (the verifier's first failed check).
+All decodings read the *same* samples: each evaluation draw k runs the library's ``evaluate`` on the
+domain (``qm9``) with the seed ``derive_seed(k, "eval")`` (the evaluation draws of ``molecules.py``'s
+runs), and the same sampled tensors are then decoded and verified by its capped variant
+(``qm9-capped``: bonds lowered or dropped to fit valences) and its connected variant
+(``qm9-connected``: the capped graph with its fragments joined) and scored by the same metric code
+(``sample_metrics``), so only the decoding differs. (Each decoding's set metrics read its first
+``--n-valid`` valid molecules among the samples the argmax evaluation drew.) Reported per decoding over
+the draws: validity on the raw samples, uniqueness, novelty, LeaderPicker coverage and Vendi of the
+first ``--n-valid`` valid molecules, FCD to the test set, and why the invalid samples were rejected
+(the verifier's first failed check). Each correction is also compared with the decoding it builds on
+(capped with argmax, connected with capped), per draw: how many raw samples it changed, how many it
+made valid ("rescued"), how many molecules valid before it changed and how many it made invalid
+("lost"). By construction neither correction touches a molecule that was valid before it (a valid
+molecule has no atom over its valence and is one fragment); the counts check that.
 
     python benchmarks/decoding.py qm9 --draws 3 --threads 2
-    python benchmarks/decoding.py moses --model runs/cpu-moses/model --draws 3 --n-samples 1000 --n-valid 100
+    python benchmarks/decoding.py moses --draws 3 --n-samples 1000 --n-valid 100
 """
 
 from __future__ import annotations
@@ -34,35 +37,40 @@ from flowdisco.seeding import derive_seed
 
 KEYS = ("validity", "uniqueness", "novel_fraction", "novelty", "coverage", "coverage_0.9", "vendi", "n_valid",
         "frechet_to_test")
-DECODINGS = ("argmax", "capped")
+DECODINGS = ("argmax", "capped", "connected")
+STEPS = (("capped", "argmax"), ("connected", "capped"))  # each correction and the decoding it builds on
+COUNTS = ("changed", "rescued", "valid_before_changed", "lost")
 
 
 def one_draw(model: FlowModel, domains: dict[str, Any], k: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Both decodings' metrics of evaluation draw k, and what the capping changed on its raw samples."""
-    argmax, capped = domains["argmax"], domains["capped"]
+    """Every decoding's metrics of evaluation draw k, and what each correction changed on its raw samples."""
     n = args.n_samples
-    stats_a, raw_a, _ = evaluate(model, argmax, n_samples=n, n_valid=args.n_valid, seed=derive_seed(k, "eval"),
-                               steps=args.steps, extra=False, max_batches=args.max_batches,
-                               return_samples=True)
-    raw_c = redecoded(capped, raw_a)  # the same tensors through the capped decoder
-    valid_c = raw_c.select(np.flatnonzero(raw_c.valid)[: args.n_valid])
-    stats_c = sample_metrics(capped, raw_c, n, valid_c)
-    changed = np.array([da != dc for da, dc in zip(raw_a.designs[:n], raw_c.designs[:n], strict=True)])
-    return {"draw": k, "argmax": stats_a, "capped": stats_c,
-            "changed": int(changed.sum()),
-            "rescued": int(np.sum(~raw_a.valid[:n] & raw_c.valid[:n])),
-            "valid_argmax_changed": int(np.sum(raw_a.valid[:n] & changed)),
-            "lost": int(np.sum(raw_a.valid[:n] & ~raw_c.valid[:n])),
-            "rejections": {"argmax": rejection_counts(argmax, raw_a, n), "capped": rejection_counts(capped, raw_c, n)}}
+    stats_a, raw_a, _ = evaluate(model, domains["argmax"], n_samples=n, n_valid=args.n_valid,
+                                 seed=derive_seed(k, "eval"), steps=args.steps, extra=False,
+                                 max_batches=args.max_batches, return_samples=True)
+    raw, out = {"argmax": raw_a}, {"draw": k, "argmax": stats_a}
+    for d in DECODINGS[1:]:
+        raw[d] = redecoded(domains[d], raw_a)  # the same tensors through another decoder
+        valid = raw[d].select(np.flatnonzero(raw[d].valid)[: args.n_valid])
+        out[d] = sample_metrics(domains[d], raw[d], n, valid)
+    for d, before in STEPS:
+        a, b = raw[before], raw[d]
+        changed = np.array([da != db for da, db in zip(a.designs[:n], b.designs[:n], strict=True)])
+        out[f"{d}_vs_{before}"] = {"changed": int(changed.sum()),
+                                   "rescued": int(np.sum(~a.valid[:n] & b.valid[:n])),
+                                   "valid_before_changed": int(np.sum(a.valid[:n] & changed)),
+                                   "lost": int(np.sum(a.valid[:n] & ~b.valid[:n]))}
+    out["rejections"] = {d: rejection_counts(domains[d], raw[d], n) for d in DECODINGS}
+    return out
 
 
 def summary(draws: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {d: {key: mean_std([r[d].get(key) for r in draws]) for key in KEYS} for d in DECODINGS}
-    out["capped_minus_argmax"] = {key: mean_std([None if r["argmax"].get(key) is None or r["capped"].get(key) is None
-                                                 else r["capped"][key] - r["argmax"][key] for r in draws])
-                                  for key in KEYS}
-    for key in ("changed", "rescued", "valid_argmax_changed", "lost"):
-        out[key] = mean_std([r[key] for r in draws])
+    for d, before in STEPS:
+        out[f"{d}_minus_{before}"] = {key: mean_std([None if r[before].get(key) is None or r[d].get(key) is None
+                                                    else r[d][key] - r[before][key] for r in draws])
+                                      for key in KEYS}
+        out[f"{d}_vs_{before}"] = {key: mean_std([r[f"{d}_vs_{before}"][key] for r in draws]) for key in COUNTS}
     out["rejections"] = {}
     for d in DECODINGS:
         reasons = sorted({reason for r in draws for reason in r["rejections"][d]})
@@ -79,19 +87,19 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     keys = [k for k in ("validity", "uniqueness", "novel_fraction", "novelty") if result["summary"]["argmax"][k]]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    width = 0.38
+    width = 0.27
     for i, d in enumerate(DECODINGS):
         s = result["summary"][d]
-        axes[0].bar(np.arange(len(keys)) + (i - 0.5) * width, [s[k]["mean"] for k in keys], width,
+        axes[0].bar(np.arange(len(keys)) + (i - 1) * width, [s[k]["mean"] for k in keys], width,
                     yerr=[s[k]["std"] for k in keys], label=d, capsize=3)
         counts = [k for k in ("coverage", "coverage_0.9", "vendi") if s[k]]
-        axes[1].bar(np.arange(len(counts)) + (i - 0.5) * width, [s[k]["mean"] for k in counts], width,
+        axes[1].bar(np.arange(len(counts)) + (i - 1) * width, [s[k]["mean"] for k in counts], width,
                     yerr=[s[k]["std"] for k in counts], label=d, capsize=3)
     axes[0].set_xticks(range(len(keys)), keys)
     axes[0].set_ylim(0, 1.05)
     axes[1].set_xticks(range(len(counts)), [f"{k} ({result['n_valid']} valid)" for k in counts], fontsize=8)
     axes[0].legend()
-    fig.suptitle(f"{result['domain']}: argmax vs valence-capped decoding of the same samples "
+    fig.suptitle(f"{result['domain']}: argmax, valence-capped and connected decoding of the same samples "
                  f"({len(result['draws'])} draws, mean ± sd)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -112,7 +120,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     started = time.time()
-    domains = {"argmax": get_domain(args.domain), "capped": get_domain(f"{args.domain}-capped")}
+    domains = {d: get_domain(args.domain if d == "argmax" else f"{args.domain}-{d}") for d in DECODINGS}
     path = args.model or domains["argmax"].pretrained_model_path()
     if path is None:
         raise SystemExit(f"{args.domain} ships no model; pass --model")
@@ -121,9 +129,10 @@ def main() -> None:
     for k in range(args.draws):
         draws.append(one_draw(model, domains, k, args))
         r = draws[-1]
-        print(f"draw {k}: validity {r['argmax']['validity']:.3f} -> {r['capped']['validity']:.3f}, coverage "
-              f"{r['argmax']['coverage']:.0f} -> {r['capped']['coverage']:.0f}, changed {r['changed']}, "
-              f"rescued {r['rescued']}, valid argmax changed {r['valid_argmax_changed']}", flush=True)
+        print(f"draw {k}: validity " + " -> ".join(f"{r[d]['validity']:.3f}" for d in DECODINGS) + ", coverage "
+              + " -> ".join(str(r[d].get("coverage")) for d in DECODINGS), flush=True)
+        for d, before in STEPS:
+            print(f"  {d} vs {before}: " + ", ".join(f"{c} {r[f'{d}_vs_{before}'][c]}" for c in COUNTS), flush=True)
         for d in DECODINGS:
             print(f"  {d}: {format_rejections(r['rejections'][d], args.n_samples)}", flush=True)
     name = args.name or f"{args.domain}_decoding"

@@ -54,3 +54,6 @@ def test_the_shipped_moses_model_loads_and_samples_through_the_capped_decoder():
     gen = torch.Generator().manual_seed(0)
     x = model.sample(4, steps=3, generator=gen, mask=dom.sample_masks(4, gen))
     assert all(canonical(s) is not None for s in dom.decode(x))  # capped graphs always sanitise
+    joined = get_domain("moses-connected", max_train=50).decode(x)
+    assert all(canonical(s) is not None for s in joined)
+    assert sum("." in s for s in joined) <= sum("." in s for s in dom.decode(x))

@@ -6,7 +6,14 @@ rdkit = pytest.importorskip("rdkit", reason="molecule tests need the chem extra 
 
 import flowdisco as fd  # noqa: E402
 from flowdisco.domains.molecules import tanimoto  # noqa: E402
-from flowdisco.domains.molgraph import GraphSpec, argmax_bonds, canonical, capped_bonds, valence_cap  # noqa: E402
+from flowdisco.domains.molgraph import (  # noqa: E402
+    GraphSpec,
+    argmax_bonds,
+    canonical,
+    capped_bonds,
+    joined_bonds,
+    valence_cap,
+)
 from flowdisco.domains.qm9 import QM9, qm9_rejection, qm9_valid  # noqa: E402
 
 
@@ -211,8 +218,55 @@ def test_capped_decoding_keeps_valid_molecules_and_never_exceeds_a_valence():
     argmax_ok = [canonical(s) is not None for s in spec.decode(noise, full)]
     capped_ok = [canonical(s) is not None for s in spec.decode(noise, full, decoding="capped")]
     assert all(capped_ok) and sum(argmax_ok) < 100
-    with pytest.raises(ValueError, match="argmax, capped"):
+    with pytest.raises(ValueError, match="argmax, capped, connected"):
         spec.decode(noise[:1], decoding="greedy")
+
+
+def test_joined_bonds_join_fragments_at_the_most_favoured_pair_with_room():
+    # C0-C1 and C2-O3 are two fragments; the model favours 1-3 most, then 0-3, then 1-2 (as a double bond)
+    pair = torch.zeros(4, 4, 4)
+    pair[..., 0] = 1.0
+    for (i, j), (cls, score) in {(1, 3): (1, 3.0), (0, 3): (1, 2.0), (1, 2): (2, 1.5)}.items():
+        pair[i, j, cls] = pair[j, i, cls] = score
+    bonds = [(0, 1, 1), (2, 3, 1)]
+    assert joined_bonds(pair, [4, 4, 4, 2], bonds) == bonds + [(1, 3, 1)]
+    # O3 has no room left (a double bond to C2): the join goes to the next pair, at the order it favours
+    assert joined_bonds(pair, [4, 4, 4, 2], [(0, 1, 1), (2, 3, 2)]) == [(0, 1, 1), (2, 3, 2), (1, 2, 2)]
+    # ... lowered to the room C1 has left
+    assert joined_bonds(pair, [4, 2, 4, 2], [(0, 1, 1), (2, 3, 2)]) == [(0, 1, 1), (2, 3, 2), (1, 2, 1)]
+    # no atom has room: the fragments stay; one fragment: nothing is added
+    assert joined_bonds(pair, [1, 1, 1, 1], bonds) == bonds
+    assert joined_bonds(pair, [4, 4, 4, 2], [(0, 1, 1), (1, 2, 1), (2, 3, 1)]) == [(0, 1, 1), (1, 2, 1), (2, 3, 1)]
+    # three isolated carbons: a spanning tree of two bonds, never a ring
+    pair = torch.zeros(3, 3, 4)
+    pair[..., 1] = 1.0
+    assert len(joined_bonds(pair, [4, 4, 4], [])) == 2
+
+
+def test_connected_decoding_keeps_one_fragment_graphs_and_joins_the_rest():
+    spec = GraphSpec()
+    smiles = [s for s in QM9(max_train=10).splits()["test"][:100] if spec.encode(s) is not None]
+    x = torch.stack([spec.encode(s) for s in smiles])
+    assert spec.decode(x, decoding="connected") == [canonical(s) for s in smiles]
+    # sparse noise graphs of neutral C, N, O (no F, every charge 0; "none" favoured for every pair)
+    gen = torch.Generator().manual_seed(1)
+    full = spec.mask_for_sizes(torch.full((200,), 9))
+    noise = torch.randn(200, *spec.shape, generator=gen)
+    noise[:, :, spec.n_atom_features::4] += 2.0
+    noise[:, :, spec.elements.index("F")] = -9.0
+    noise[:, :, len(spec.elements) + spec.charges.index(0)] = 9.0
+    noise = noise * full
+    capped = spec.decode(noise, full, decoding="capped")
+    connected = spec.decode(noise, full, decoding="connected")
+    Chem = pytest.importorskip("rdkit.Chem")
+    for c, j in zip(capped, connected, strict=True):
+        assert canonical(j) is not None  # joins never exceed a valence
+        if "." not in c:
+            assert j == c  # a one-fragment capped graph is left as it is
+        # fragments stay only when at most one of them has room (hydrogens, here) for another bond
+        with_room = [f for f in j.split(".") if any(a.GetTotalNumHs() for a in Chem.MolFromSmiles(f).GetAtoms())]
+        assert "." not in j or len(with_room) <= 1, j
+    assert sum("." in c for c in capped) == 200 and sum("." in j for j in connected) < 100
 
 
 def test_capped_domain_variant_is_named_and_shares_the_model():
@@ -220,6 +274,9 @@ def test_capped_domain_variant_is_named_and_shares_the_model():
     assert capped.name == "qm9-capped" and capped.decoding == "capped"
     assert capped.shape == QM9().shape
     assert fd.domains.get_domain("qm9-capped").pretrained_model_path() == QM9().pretrained_model_path() is not None
+    connected = fd.domains.get_domain("qm9-connected", max_train=10)
+    assert connected.name == "qm9-connected" and connected.decoding == "connected"
+    assert fd.domains.get_domain("qm9-connected").pretrained_model_path() == QM9().pretrained_model_path()
     with pytest.raises(ValueError, match="unknown decoding 'x'"):
         QM9(decoding="x")
 
