@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output directory (default MODEL/../samples-sSEED)")
     p.add_argument("--domain", default=None,
                    help="domain (default: the one the model was trained on; e.g. qm9-capped for a qm9 model's "
-                        "samples with valence-capped decoding)")
+                        "samples with valence-capped decoding, qm9-connected with its fragments also joined)")
     _verifier_args(p)
     _common(p)
 
