@@ -229,7 +229,7 @@ def test_joined_bonds_join_fragments_at_the_most_favoured_pair_with_room():
     for (i, j), (cls, score) in {(1, 3): (1, 3.0), (0, 3): (1, 2.0), (1, 2): (2, 1.5)}.items():
         pair[i, j, cls] = pair[j, i, cls] = score
     bonds = [(0, 1, 1), (2, 3, 1)]
-    assert joined_bonds(pair, [4, 4, 4, 2], bonds) == bonds + [(1, 3, 1)]
+    assert joined_bonds(pair, [4, 4, 4, 2], bonds) == [*bonds, (1, 3, 1)]
     # O3 has no room left (a double bond to C2): the join goes to the next pair, at the order it favours
     assert joined_bonds(pair, [4, 4, 4, 2], [(0, 1, 1), (2, 3, 2)]) == [(0, 1, 1), (2, 3, 2), (1, 2, 2)]
     # ... lowered to the room C1 has left
