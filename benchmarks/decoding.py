@@ -16,7 +16,7 @@ made valid ("rescued"), how many molecules valid before it changed and how many 
 molecule has no atom over its valence and is one fragment); the counts check that.
 
     python benchmarks/decoding.py qm9 --draws 3 --threads 2
-    python benchmarks/decoding.py moses --draws 3 --n-samples 1000 --n-valid 100
+    python benchmarks/decoding.py moses --draws 3 --n-samples 500 --n-valid 100 --threads 1
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ import torch
 
 from common import RESULTS, mean_std, write_result
 from flowdisco.domains import get_domain
+from flowdisco.domains.molgraph import DECODINGS  # argmax, capped, connected
 from flowdisco.evaluate import evaluate, format_rejections, redecoded, rejection_counts, sample_metrics
 from flowdisco.flow.model import FlowModel
 from flowdisco.seeding import derive_seed
 
 KEYS = ("validity", "uniqueness", "novel_fraction", "novelty", "coverage", "coverage_0.9", "vendi", "n_valid",
         "frechet_to_test")
-DECODINGS = ("argmax", "capped", "connected")
 STEPS = (("capped", "argmax"), ("connected", "capped"))  # each correction and the decoding it builds on
 COUNTS = ("changed", "rescued", "valid_before_changed", "lost")
 
