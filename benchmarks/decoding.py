@@ -97,7 +97,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
                     yerr=[s[k]["std"] for k in counts], label=d, capsize=3)
     axes[0].set_xticks(range(len(keys)), keys)
     axes[0].set_ylim(0, 1.05)
-    axes[1].set_xticks(range(len(counts)), [f"{k} ({result['n_valid']} valid)" for k in counts], fontsize=8)
+    axes[1].set_xticks(range(len(counts)), [f"{k} (up to {result['n_valid']} valid)" for k in counts], fontsize=8)
     axes[0].legend()
     fig.suptitle(f"{result['domain']}: argmax, valence-capped and connected decoding of the same samples "
                  f"({len(result['draws'])} draws, mean ± sd)")
