@@ -58,9 +58,7 @@ from expansion import (
 KEYS = ["validity", "uniqueness", "coverage", "coverage_0.7", "coverage_0.9", "vendi", "novelty", "novel_fraction",
         "n_new_unique", "frechet_to_test", "frechet_to_reference", "outside_restriction_fraction",
         "held_out_molecules", "held_out_scaffolds"]
-OUTPUT = {"qm9": "qm9", "qm9-ood": "qm9_ood", "moses": "moses",
-          "qm9-capped": "qm9_capped", "moses-capped": "moses_capped",
-          "qm9-connected": "qm9_connected", "moses-connected": "moses_connected"}
+DOMAINS = ("qm9", "qm9-ood", "moses", "qm9-capped", "moses-capped", "qm9-connected", "moses-connected")
 # The benchmark's budget for the QM9 domains (the results in BENCHMARKS.md), larger than the main job's
 # defaults, which are cut to finish `flowdisco expand qm9` within 10 minutes on 2 cores.
 QM9_BUDGET = {"rounds": 12, "eval_every": 6, "finetune_steps": 250}
@@ -68,10 +66,10 @@ QM9_BUDGET = {"rounds": 12, "eval_every": 6, "finetune_steps": 250}
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("domain", choices=sorted(OUTPUT))
+    ap.add_argument("domain", choices=sorted(DOMAINS))
     ap.add_argument("--max-train", type=int, default=None, help="moses: training molecules used")
     ap.add_argument("--name", default=None,
-                    help="result name: benchmarks/results/NAME.json and its plots (default: qm9, qm9_ood or moses)")
+                    help="result name: benchmarks/results/NAME.json and its plots (default: the domain, - as _)")
     ap.add_argument("--baselines-from", default=None, metavar="RESULT.json",
                     help="take Rec-NF and Rec-F from this earlier result of the same model, budget and seeds "
                          "instead of running them (only ActFlow runs; for ActFlow variants)")
@@ -85,7 +83,7 @@ def main() -> None:
 
     options = parse_settings(args.set)
     actflow_options = parse_settings(args.actflow_set)
-    if args.domain in ("qm9", "qm9-ood", "qm9-capped", "qm9-connected"):
+    if args.domain.startswith("qm9"):
         options.setdefault("finetune_steps", QM9_BUDGET["finetune_steps"])
         args.rounds = args.rounds or QM9_BUDGET["rounds"]
         args.eval_every = args.eval_every or QM9_BUDGET["eval_every"]
@@ -112,7 +110,7 @@ def main() -> None:
     goals = {"actflow_coverage_at_least_1.5x_pretrained": _at_least(ratios["actflow_coverage_over_pretrained"], 1.5),
              "actflow_coverage_at_least_1.3x_rec_f": _at_least(ratios["actflow_coverage_over_rec_f"], 1.3),
              "actflow_validity_not_below_pretrained": _at_least(ratios["actflow_validity_minus_pretrained"], 0.0)}
-    name = args.name or OUTPUT[args.domain]
+    name = args.name or args.domain.replace("-", "_")
     keys = ["validity", "coverage", "vendi", "frechet_to_test"]
     if args.domain == "qm9-ood":
         keys = ["validity", "coverage", "outside_restriction_fraction", "held_out_scaffolds"]

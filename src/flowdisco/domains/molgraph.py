@@ -170,16 +170,27 @@ def argmax_bonds(pair: Tensor) -> list[tuple[int, int, int]]:
     return list(zip(i[keep].tolist(), j[keep].tolist(), o[keep].tolist(), strict=True))
 
 
+def ranked_pairs(pair: Tensor) -> list[tuple[float, int, int, int]]:
+    """(margin, i, j, order) for every atom pair i < j of pair [n, n, 4] (symmetric class scores): the
+    bond class the pair favours most (order 1–3) and its score minus that of "none", most favoured first;
+    ties keep (i, j) order. A pair's margin is > 0 exactly when its argmax is that bond."""
+    i, j = torch.triu_indices(len(pair), len(pair), offset=1)
+    scores = pair[i, j]  # [n(n-1)/2, 4]
+    order = scores[:, 1:].argmax(1) + 1
+    margin = scores.gather(1, order[:, None])[:, 0] - scores[:, 0]
+    ranked = zip(margin.tolist(), i.tolist(), j.tolist(), order.tolist(), strict=True)
+    return sorted(ranked, key=lambda r: -r[0])
+
+
 def capped_bonds(pair: Tensor, caps: list[int]) -> list[tuple[int, int, int]]:
     """The argmax bonds of pair [n, n, 4], placed most confident first (score of the chosen class minus
     that of "none"), each lowered to min(order, room left on either atom) and dropped at 0; caps [n]
     are the atoms' highest total bond orders. Ties keep (i, j) order."""
     room = list(caps)
-    chosen = argmax_bonds(pair)
-    margin = [float(pair[i, j, o] - pair[i, j, 0]) for i, j, o in chosen]
     out = []
-    for k in sorted(range(len(chosen)), key=lambda k: -margin[k]):
-        i, j, o = chosen[k]
+    for margin, i, j, o in ranked_pairs(pair):
+        if margin <= 0:
+            break  # the rest are pairs whose argmax is "none"
         o = min(o, room[i], room[j])
         if o > 0:
             out.append((i, j, o))
@@ -207,19 +218,12 @@ def joined_bonds(pair: Tensor, caps: list[int], bonds: list[tuple[int, int, int]
         room[i] -= o
         room[j] -= o
         root[find(i)] = find(j)
-    if n < 2:
-        return list(bonds)
     fragments = len({find(a) for a in range(n)})
-    i_idx, j_idx = torch.triu_indices(n, n, offset=1)
-    scores = pair[i_idx, j_idx]  # [n(n-1)/2, 4]
-    best = scores[:, 1:].argmax(1) + 1
-    margin = (scores.gather(1, best[:, None])[:, 0] - scores[:, 0]).tolist()
-    candidates = zip(i_idx.tolist(), j_idx.tolist(), best.tolist(), strict=True)
     out = list(bonds)
-    for _, (i, j, b) in sorted(enumerate(candidates), key=lambda kc: -margin[kc[0]]):
-        if fragments == 1:
+    for _, i, j, o in ranked_pairs(pair):
+        if fragments <= 1:
             break
-        o = min(b, room[i], room[j])
+        o = min(o, room[i], room[j])
         if o <= 0 or find(i) == find(j):
             continue
         out.append((i, j, o))
