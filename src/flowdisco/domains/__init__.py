@@ -18,11 +18,11 @@ def _digits(**kwargs: object) -> Domain:
     return Digits(**kwargs)
 
 
-def _qm9(decoding: str = "argmax") -> Callable[..., Domain]:
+def _qm9(decoding: str = "argmax", discrete: bool = False) -> Callable[..., Domain]:
     def make(**kwargs: object) -> Domain:
         from flowdisco.domains.qm9 import QM9
 
-        return QM9(decoding=decoding, **kwargs)
+        return QM9(decoding=decoding, discrete=discrete, **kwargs)
 
     return make
 
@@ -33,11 +33,11 @@ def _qm9_ood(**kwargs: object) -> Domain:
     return QM9OutOfDistribution(**kwargs)
 
 
-def _moses(decoding: str = "argmax") -> Callable[..., Domain]:
+def _moses(decoding: str = "argmax", discrete: bool = False) -> Callable[..., Domain]:
     def make(**kwargs: object) -> Domain:
         from flowdisco.domains.moses import Moses
 
-        return Moses(decoding=decoding, **kwargs)
+        return Moses(decoding=decoding, discrete=discrete, **kwargs)
 
     return make
 
@@ -62,8 +62,9 @@ def _proteins(discrete: bool = False) -> Callable[..., Domain]:
 
 _DOMAINS: dict[str, Callable[..., Domain]] = {
     "toy2d": Toy2D, "digits": _digits, "qm9": _qm9(), "qm9-capped": _qm9("capped"),
-    "qm9-connected": _qm9("connected"), "qm9-ood": _qm9_ood,
+    "qm9-connected": _qm9("connected"), "qm9-discrete": _qm9(discrete=True), "qm9-ood": _qm9_ood,
     "moses": _moses(), "moses-capped": _moses("capped"), "moses-connected": _moses("connected"),
+    "moses-discrete": _moses(discrete=True),
     "peptides": _peptides(), "peptides-discrete": _peptides(discrete=True),
     "proteins": _proteins(), "proteins-discrete": _proteins(discrete=True)}
 

@@ -18,8 +18,9 @@ from torch import Tensor
 
 from flowdisco.datafiles import read_smiles_file
 from flowdisco.domains.base import Domain, seeded_split
-from flowdisco.domains.molgraph import DECODINGS, GraphSpec, _rdkit, canonical
+from flowdisco.domains.molgraph import BOND_CLASSES, DECODINGS, GraphSpec, _rdkit, canonical
 from flowdisco.io import CheckpointError, atomic_write_json, load_tensors, read_json, save_tensors
+from flowdisco.nn.graph import graph_token_count, graph_token_mask, onehots_to_tokens, tokens_to_onehots
 
 log = logging.getLogger("flowdisco")
 
@@ -116,16 +117,23 @@ class MoleculeDomain(Domain):
     representation_layer = "node_head"
 
     def __init__(self, seed: int = 0, max_train: int | None = None, data_file: str | None = None,
-                 decoding: str = "argmax") -> None:
+                 decoding: str = "argmax", discrete: bool = False) -> None:
         if decoding not in DECODINGS:
             raise ValueError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
+        if discrete and decoding != "argmax":
+            raise ValueError("the discrete (masked-flow) molecule domains sample bond classes, not scores: "
+                             "they decode as drawn (decoding 'argmax'), not capped or connected")
         self.decoding = decoding
+        self.discrete = bool(discrete)
         if decoding != "argmax":  # the registry name of the variant (qm9-capped), recorded in run configs
             self.name = f"{type(self).name}-{decoding}"
+        if self.discrete:
+            self.name = f"{type(self).name}-discrete"
+            self.representation_time = 1.0  # tokens are not noised; φ reads the clean graph
         self.seed = seed
         self.max_train = max_train
         self.data_file = data_file  # the user's own training SMILES (see flowdisco.datafiles)
-        self.shape = self.spec.shape
+        self.shape = (graph_token_count(self.spec.max_atoms),) if self.discrete else self.spec.shape
         self._train_x: Tensor | None = None
         self._train_sizes: Tensor | None = None
         self._train_smiles: list[str] | None = None
@@ -175,20 +183,52 @@ class MoleculeDomain(Domain):
         save_tensors(cached, {"x": self._train_x, "sizes": self._train_sizes,
                               "kept": torch.tensor(kept, dtype=torch.uint8)})
 
+    @property
+    def flow_path(self) -> str:  # type: ignore[override]
+        return "masked" if self.discrete else "linear"
+
+    def model_extra(self) -> dict[str, Any]:
+        return {"vocab_size": self.vocab_size} if self.discrete else {}
+
+    @property
+    def vocab_size(self) -> int:
+        """Token classes of the discrete variant: E·Q atom classes and the bond classes."""
+        return len(self.spec.elements) * len(self.spec.charges) + len(BOND_CLASSES)
+
+    def to_tokens(self, x: Tensor) -> Tensor:
+        """Dense graphs [B, N, F] → token graphs [B, L] (float ids, PAD at padding), in chunks."""
+        E, Q = len(self.spec.elements), len(self.spec.charges)
+        return torch.cat([onehots_to_tokens(x[i:i + 4096], E, Q, len(BOND_CLASSES)).float()
+                          for i in range(0, len(x), 4096)]) if len(x) else torch.empty(0, *self.shape)
+
+    def to_dense(self, tokens: Tensor) -> Tensor:
+        """Token graphs [B, L] → dense ±1 graphs [B, N, F] (padding and mask tokens all zero)."""
+        return tokens_to_onehots(tokens.round().long(), self.spec.max_atoms, len(self.spec.elements),
+                                 len(self.spec.charges), len(BOND_CLASSES))
+
+    def _masks_for_sizes(self, sizes: Tensor) -> Tensor:
+        if not self.discrete:
+            return self.spec.mask_for_sizes(sizes)
+        return graph_token_mask(torch.arange(self.spec.max_atoms)[None, :] < sizes[:, None])
+
     def training_data(self) -> Tensor:
         if self._train_x is None:
             self._encode_train()
+        if self.discrete:
+            if getattr(self, "_train_tokens", None) is None:
+                self._train_tokens = self.to_tokens(self._train_x)
+            return self._train_tokens
         return self._train_x
 
     def training_masks(self) -> Tensor:
         self.training_data()
-        return self.spec.mask_for_sizes(self._train_sizes)
+        return self._masks_for_sizes(self._train_sizes)
 
     def sample_masks(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Atom counts drawn from the training distribution."""
         self.training_data()
         idx = torch.randint(len(self._train_sizes), (n,), generator=generator)
-        return self.spec.mask_for_sizes(self._train_sizes[idx])
+        return self._masks_for_sizes(self._train_sizes[idx])
 
     def data_set_smiles(self) -> list[str]:
         """Every molecule of the data set, all splits: what :meth:`dataset_keys` holds."""
@@ -256,6 +296,8 @@ class MoleculeDomain(Domain):
 
     # ------------------------------------------------------------------ designs
     def decode(self, x: Tensor) -> list[Any]:
+        if self.discrete:
+            x = self.to_dense(x)
         return self.spec.decode(x, decoding=self.decoding)
 
     def encode_designs(self, designs: Sequence[Any]) -> tuple[Tensor, Tensor]:
@@ -267,6 +309,8 @@ class MoleculeDomain(Domain):
             if enc is not None:
                 x[i] = enc
                 sizes[i] = self.spec.atom_count(enc)
+        if self.discrete:
+            return self.to_tokens(x), self._masks_for_sizes(sizes)
         return x, self.spec.mask_for_sizes(sizes)
 
     def key(self, design: Any) -> Hashable:
@@ -276,9 +320,19 @@ class MoleculeDomain(Domain):
         # endpoint output: per one-hot group a softmax, trained on the implied x̂1 (FlowMol-style);
         # at 2000 steps it doubled QM9 validity over direct velocity output (20.8 % vs 12.2 %).
         # edge pathway (pair features updated in every block): QM9 validity 0.53 against 0.28 without
-        return "graph-mp", {"max_atoms": self.spec.max_atoms, "atom_features": self.spec.n_atom_features,
-                            "bond_classes": 4, "dim": 128, "depth": 4, "heads": 4, "output": "endpoint",
-                            "atom_groups": [len(self.spec.elements), len(self.spec.charges)], "edge_dim": 64}
+        kwargs = {"max_atoms": self.spec.max_atoms, "atom_features": self.spec.n_atom_features,
+                  "bond_classes": 4, "dim": 128, "depth": 4, "heads": 4,
+                  "atom_groups": [len(self.spec.elements), len(self.spec.charges)], "edge_dim": 64}
+        if self.discrete:  # the same network as the denoiser of a masked flow on token graphs
+            return "graph-mp-tokens", kwargs
+        return "graph-mp", {**kwargs, "output": "endpoint"}
+
+    def expand_defaults(self) -> dict[str, Any]:
+        if not self.discrete:
+            return super().expand_defaults()
+        # discrete ActFlow explores by reward-tilted fine-tuning; α and the clip of the sequence domains,
+        # where the paper's α = 0.005 unclipped collapsed the weights (BENCHMARKS.md, tilt sweep)
+        return {**super().expand_defaults(), "tilt_alpha": 0.25, "tilt_log_ratio_clip": 1.0}
 
     # ------------------------------------------------------------------ descriptors and metrics
     def descriptors(self, designs: Sequence[Any]) -> Tensor:

@@ -89,8 +89,8 @@ class Moses(MoleculeDomain):
     representation_time = 0.8
 
     def __init__(self, seed: int = 0, max_train: int | None = 100_000, data_file: str | None = None,
-                 decoding: str = "argmax") -> None:
-        super().__init__(seed=seed, max_train=max_train, data_file=data_file, decoding=decoding)
+                 decoding: str = "argmax", discrete: bool = False) -> None:
+        super().__init__(seed=seed, max_train=max_train, data_file=data_file, decoding=decoding, discrete=discrete)
 
     def all_smiles(self) -> list[str]:
         return load_moses_smiles("train")
@@ -124,7 +124,7 @@ class Moses(MoleculeDomain):
         """The shipped model (``flowdisco/assets/moses_model``, when one ships), trained on the default
         split and training subset (seed 0, the first 100,000); other splits get None."""
         if self.seed == 0 and self.max_train == 100_000 and self.data_file is None:
-            return shipped_model_path("moses_model")
+            return shipped_model_path("moses_discrete_model" if self.discrete else "moses_model")
         return None
 
     def expand_defaults(self) -> dict[str, Any]:

@@ -60,7 +60,8 @@ class QM9(MoleculeDomain):
         """The shipped model (``flowdisco/assets/qm9_model``), trained on the default split (seed 0,
         full training set); other splits get None, since its training set would leak into their
         test set."""
-        return shipped_model_path("qm9_model") if self.seed == 0 and self.max_train is None else None
+        asset = "qm9_discrete_model" if self.discrete else "qm9_model"
+        return shipped_model_path(asset) if self.seed == 0 and self.max_train is None else None
 
     def expand_defaults(self) -> dict[str, Any]:
         # the paper's QM9 column (ensemble, λ = 10, s = 0.9), with a budget sized so that the main

@@ -83,5 +83,6 @@ def pool(h: Tensor, mask: Tensor | None) -> Tensor:
     h = h.reshape(h.shape[0], h.shape[1], -1)
     if mask is None:
         return h.mean(1)
-    m = mask.reshape(mask.shape[0], mask.shape[1], -1)[..., :1].to(h.dtype)
+    # [:, :n]: token graphs (molecule domains' discrete variants) list their n atoms before their pairs
+    m = mask.reshape(mask.shape[0], mask.shape[1], -1)[:, : h.shape[1], :1].to(h.dtype)
     return (h * m).sum(1) / m.sum(1).clamp_min(1.0)

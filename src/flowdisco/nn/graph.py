@@ -13,6 +13,7 @@ read with mean pooling over atoms), ``blocks.{i}``.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowdisco.nn.dit import EMBED_T, MPBlock, MPConditioning
@@ -146,3 +147,113 @@ class GraphTransformer(nn.Module):
         v_atoms = (x1_atoms - x[..., : self.A]) * scale
         v_bonds = (x1_bonds - x[..., self.A:].reshape(B, N, N, self.Bc)) * scale[..., None]
         return v_atoms, v_bonds
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Token layout of a molecular graph, for the masked discrete flow (domains qm9-discrete, moses-discrete)
+#
+# A graph of up to N atoms is L = N + N(N−1)/2 tokens: first one token per atom, id e·Q + q for element e
+# (of E) and charge q (of Q); then one token per atom pair i < j in torch.triu_indices order, id E·Q + c
+# for bond class c (of Bc, "none" included). Padding holds PAD = −1; the mask token is V = E·Q + Bc.
+
+NEG_LOGIT = -1e4  # logit of a class a position cannot take (an atom class at a pair position, and back)
+
+
+def graph_token_count(max_atoms: int) -> int:
+    """L = N + N(N−1)/2 tokens for graphs of up to N atoms."""
+    return max_atoms + max_atoms * (max_atoms - 1) // 2
+
+
+def _pairs(n: int, device: torch.device | str) -> tuple[Tensor, Tensor]:
+    iu = torch.triu_indices(n, n, 1, device=device)
+    return iu[0], iu[1]
+
+
+def graph_token_mask(real_atoms: Tensor) -> Tensor:
+    """Token mask [B, L] (1 at an atom that exists and at a pair of two that do) from real_atoms [B, N] bool."""
+    iu, ju = _pairs(real_atoms.shape[1], real_atoms.device)
+    return torch.cat([real_atoms, real_atoms[:, iu] & real_atoms[:, ju]], dim=1).float()
+
+
+def tokens_to_onehots(tokens: Tensor, max_atoms: int, n_elements: int, n_charges: int, bond_classes: int) -> Tensor:
+    """The dense ±1 one-hot layout x [B, N, E + Q + N·Bc] of token graphs [B, L] (long).
+
+    A position holding the mask token or PAD gets all-zero features (the dense layout's padding value);
+    a bond is written at (i, j) and (j, i); the diagonal stays zero."""
+    B, N = tokens.shape[0], max_atoms
+    E, Q, Bc = n_elements, n_charges, bond_classes
+    EQ = E * Q
+    atoms, bonds = tokens[:, :N], tokens[:, N:]
+    is_atom = ((atoms >= 0) & (atoms < EQ)).unsqueeze(-1)
+    a = atoms.clamp(0, EQ - 1)
+    atom_x = torch.cat([F.one_hot(a // Q, E), F.one_hot(a % Q, Q)], dim=-1).float() * 2 - 1
+    atom_x = atom_x * is_atom
+    is_bond = ((bonds >= EQ) & (bonds < EQ + Bc)).unsqueeze(-1)
+    bond_x = (F.one_hot((bonds - EQ).clamp(0, Bc - 1), Bc).float() * 2 - 1) * is_bond
+    pair = torch.zeros(B, N, N, Bc, device=tokens.device)
+    iu, ju = _pairs(N, tokens.device)
+    pair[:, iu, ju] = bond_x
+    pair[:, ju, iu] = bond_x
+    return torch.cat([atom_x, pair.reshape(B, N, N * Bc)], dim=-1)
+
+
+def onehots_to_tokens(x: Tensor, n_elements: int, n_charges: int, bond_classes: int) -> Tensor:
+    """Token graphs [B, L] (long, PAD at padding) of dense graphs x [B, N, E + Q + N·Bc]: the argmax of each
+    atom's element and charge and of each pair's (symmetrised) bond class; an atom is padding when its
+    atom features are all zero, a pair when either of its atoms is."""
+    B, N, _ = x.shape
+    E, Q, Bc = n_elements, n_charges, bond_classes
+    A = E + Q
+    real = x[..., :A].abs().sum(-1) > 0
+    atoms = x[..., :E].argmax(-1) * Q + x[..., E:A].argmax(-1)
+    pair = x[..., A:].reshape(B, N, N, Bc)
+    iu, ju = _pairs(N, x.device)
+    bonds = (pair + pair.transpose(1, 2)).argmax(-1)[:, iu, ju] + E * Q
+    pad = torch.full_like(atoms, -1)
+    return torch.cat([torch.where(real, atoms, pad),
+                      torch.where(real[:, iu] & real[:, ju], bonds, pad[:, :1].expand_as(bonds))], dim=1)
+
+
+@register_network("graph-mp-tokens")
+class GraphTokenTransformer(GraphTransformer):
+    """The graph transformer as the denoiser of a masked discrete flow on token graphs.
+
+    x [B, L] token ids (mask token V = E·Q + Bc), t [B], mask [B, L] → logits [B, L, V]: at an atom
+    position log p(element) + log p(charge) over its E·Q classes, at a pair position the bond-class
+    logits (symmetric network output read at i < j); the other classes get NEG_LOGIT. Inside, the tokens
+    become the dense ±1 layout with masked positions as zeros, so every layer (and the ``node_head``
+    read by ActFlow's representation) is the Gaussian model's.
+    """
+
+    def __init__(self, max_atoms: int, atom_features: int, atom_groups: list[int], bond_classes: int = 4,
+                 dim: int = 128, depth: int = 4, heads: int = 4,
+                 mods: list[str] | tuple[str, ...] = ("scale", "shift", "gate"), edge_dim: int = 0) -> None:
+        if len(atom_groups) != 2:
+            raise ValueError(f"atom_groups must be [elements, charges], got {atom_groups}")
+        super().__init__(max_atoms, atom_features, bond_classes, dim, depth, heads, mods, output="endpoint",
+                         atom_groups=atom_groups, edge_dim=edge_dim)
+        self.output = "logits"
+        self.E, self.Q = atom_groups
+        self.V = self.E * self.Q + bond_classes
+        self.L = graph_token_count(max_atoms)
+
+    def forward(self, x: Tensor, t: Tensor, mask: Tensor | None = None, cond: Tensor | None = None) -> Tensor:
+        tokens = x.long()
+        B, L = tokens.shape
+        if L != self.L:
+            raise ValueError(f"token graphs have {L} positions, the network was built for {self.L} "
+                             f"({self.N} atoms)")
+        N, Bc, EQ = self.N, self.Bc, self.E * self.Q
+        real = (mask[:, :N] > 0) if mask is not None else tokens[:, :N] >= 0
+        dense = tokens_to_onehots(tokens, N, self.E, self.Q, Bc)
+        iu, ju = _pairs(N, x.device)
+        pair_real = real[:, :, None] & real[:, None, :] & ~torch.eye(N, dtype=torch.bool, device=x.device)[None]
+        dense_mask = torch.cat([real[..., None].expand(B, N, self.A).float(),
+                                pair_real[..., None].expand(B, N, N, Bc).reshape(B, N, N * Bc).float()], dim=-1)
+        atom_logits, bond_logits = self.heads_out(dense * dense_mask, t, dense_mask)
+        le, lq = atom_logits.float().split([self.E, self.Q], dim=-1)
+        atom_tok = (le.log_softmax(-1)[..., :, None] + lq.log_softmax(-1)[..., None, :]).reshape(B, N, EQ)
+        bond_tok = bond_logits.float()[:, iu, ju]
+        neg = atom_tok.new_full((), NEG_LOGIT)
+        return torch.cat([torch.cat([atom_tok, neg.expand(B, N, Bc)], dim=-1),
+                          torch.cat([neg.expand(B, L - N, EQ), bond_tok], dim=-1)], dim=1)
