@@ -8,6 +8,8 @@ Domains:
            → benchmarks/results/moses.json
   qm9-capped, moses-capped   the same models with valence-capped decoding (README, Molecules)
   qm9-connected, moses-connected   the same models, capped decoding with the fragments joined
+  qm9-discrete, moses-discrete   masked discrete flows on token graphs (--model: none ships); ActFlow
+           explores by reward-tilted fine-tuning (no gradient guidance on discrete tokens)
 
 Each method runs the domain's expansion defaults (ensemble surrogate, φ from the node head, gradient
 guidance) for --rounds rounds and is evaluated every --eval-every rounds on 1000 raw samples
@@ -58,7 +60,8 @@ from expansion import (
 KEYS = ["validity", "uniqueness", "coverage", "coverage_0.7", "coverage_0.9", "vendi", "novelty", "novel_fraction",
         "n_new_unique", "frechet_to_test", "frechet_to_reference", "outside_restriction_fraction",
         "held_out_molecules", "held_out_scaffolds"]
-DOMAINS = ("qm9", "qm9-ood", "moses", "qm9-capped", "moses-capped", "qm9-connected", "moses-connected")
+DOMAINS = ("qm9", "qm9-ood", "moses", "qm9-capped", "moses-capped", "qm9-connected", "moses-connected",
+           "qm9-discrete", "moses-discrete")
 # The benchmark's budget for the QM9 domains (the results in BENCHMARKS.md), larger than the main job's
 # defaults, which are cut to finish `flowdisco expand qm9` within 10 minutes on 2 cores.
 QM9_BUDGET = {"rounds": 12, "eval_every": 6, "finetune_steps": 250}

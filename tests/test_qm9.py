@@ -5,6 +5,7 @@ import torch
 rdkit = pytest.importorskip("rdkit", reason="molecule tests need the chem extra (installed by `make test`)")
 
 import flowdisco as fd  # noqa: E402
+from flowdisco.domains import get_domain  # noqa: E402
 from flowdisco.domains.molecules import tanimoto  # noqa: E402
 from flowdisco.domains.molgraph import (  # noqa: E402
     GraphSpec,
@@ -352,3 +353,34 @@ def test_finetuning_on_decoded_designs_swaps_in_the_clean_graph_of_each_design()
     assert torch.equal(out["mask"], data["mask"]) and torch.equal(data["x"][1], bad)  # the input is left alone
     out = _decoded_again(data, argmax)  # the argmax graph of row 1 does not sanitise: its sample stays
     assert torch.equal(out["x"][0], clean) and torch.equal(out["x"][1], bad)
+
+
+def test_discrete_variant_holds_token_graphs_that_decode_to_the_canonical_smiles():
+    dom = get_domain("qm9-discrete", max_train=200)
+    assert dom.name == "qm9-discrete" and dom.flow_path == "masked" and dom.shape == (9 + 36,)
+    assert dom.model_extra() == {"vocab_size": 4 * 3 + 4} and dom.representation_time == 1.0
+    x, mask = dom.training_data(), dom.training_masks()
+    assert x.shape == (200, 45) and torch.equal((x >= 0).float(), mask)  # PAD exactly where the mask is 0
+    smiles = dom._train_smiles[:100]
+    assert dom.decode(x[:100]) == [canonical(s) for s in smiles]
+    xe, me = dom.encode_designs([*smiles, "not a molecule"])
+    assert torch.equal(xe[:100], x[:100]) and torch.equal(me[:100], mask[:100]) and me[100].sum() == 0
+    sampled = dom.sample_masks(50, torch.Generator().manual_seed(0))
+    assert set((sampled[:, :9].sum(1)).long().tolist()) <= set(range(1, 10))
+    assert dom.pretrained_model_path() != QM9().pretrained_model_path()  # never the Gaussian model's file
+    with pytest.raises(ValueError, match="decode as drawn"):
+        QM9(discrete=True, decoding="capped")
+
+
+def test_one_round_expand_on_qm9_discrete_with_a_tiny_model():
+    dom = get_domain("qm9-discrete", max_train=500)
+    model = fd.pretrain(dom, steps=150, seed=0, progress=False, batch_size=32, lr=3e-3,
+                        network_kwargs={"dim": 32, "depth": 1, "heads": 2, "edge_dim": 8})
+    assert model.kind == "discrete" and model.network_name == "graph-mp-tokens"
+    run = fd.expand(model, dom, rounds=1, samples_per_round=16, finetune_steps=5, finetune_batch=8,
+                    warmup_valid=2, warmup_batch=32, max_warmup_batches=20, sampler_steps=10, eval_every=0,
+                    elbo_samples=2, surrogate_options={"max_steps": 30}, progress=False)
+    assert len(run.history) == 2 and run.history[1]["n_generated"] == 16
+    assert run.buffer.x.shape[1:] == (45,)
+    designs = dom.decode(run.buffer.x)
+    assert all(isinstance(s, str) and s for s in designs)

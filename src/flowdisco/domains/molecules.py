@@ -1,6 +1,13 @@
 """Shared machinery of the molecule domains (qm9, moses): graph tensors, SMILES designs, fixed splits,
 cached encodings, Morgan fingerprints with Tanimoto similarity, RDKit LeaderPicker coverage, and
 novelty against the training set by RDKit's bulk Tanimoto.
+
+Two model families share this machinery: the Gaussian flow on the dense ±1 one-hot graphs [N, F] of
+:mod:`flowdisco.domains.molgraph` (``qm9``, ``moses`` and their decoding variants), and, with
+``discrete=True`` (``qm9-discrete``, ``moses-discrete``), a masked discrete flow on the same graphs
+written as L = N + N(N−1)/2 tokens (one per atom, then one per atom pair; see
+:mod:`flowdisco.nn.graph`), whose denoiser is the same graph transformer. Both decode through the
+same dense argmax decoder, so validity and every metric are computed by the same code.
 """
 
 from __future__ import annotations
