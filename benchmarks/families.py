@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,9 @@ def training_record(path: str) -> dict[str, Any] | None:
     config = Path(path) / "config.json"
     if config.is_file():
         rec["config"] = json.loads(config.read_text())
+        started = rec["config"].get("provenance", {}).get("started")
+        if rec.get("seconds") is None and started and rows:  # a run that ended by its step count logs no total
+            rec["seconds"] = rows[-1]["time"] - datetime.fromisoformat(started).timestamp()
     return rec
 
 
