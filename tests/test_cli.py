@@ -110,3 +110,12 @@ def test_every_command_has_help(command, capsys):
         main([command, "--help"])
     assert e.value.code == 0
     assert "usage: flowdisco" in capsys.readouterr().out
+
+
+def test_expand_refuses_a_setting_given_by_its_flag_and_by_set(tmp_path, capsys):
+    run = tmp_path / "x"
+    assert main(["expand", "toy2d", "--samples-per-round", "4", "--set", "samples_per_round=16",
+                 "--run-dir", str(run), *TINY]) == 2
+    assert "samples_per_round is given twice" in capsys.readouterr().err and not run.exists()
+    assert main(["expand", "toy2d", "--set", "seed=3", "--run-dir", str(run), *TINY]) == 2
+    assert "own option for 'seed'" in capsys.readouterr().err

@@ -57,3 +57,26 @@ def test_the_shipped_moses_model_loads_and_samples_through_the_capped_decoder():
     joined = get_domain("moses-connected", max_train=50).decode(x)
     assert all(canonical(s) is not None for s in joined)
     assert sum("." in s for s in joined) <= sum("." in s for s in dom.decode(x))
+
+
+def test_the_shipped_discrete_moses_model_samples_token_graphs_of_the_drawn_sizes():
+    from flowdisco.domains import get_domain
+    from flowdisco.flow.model import DiscreteFlowModel, FlowModel
+
+    dom = get_domain("moses-discrete", max_train=50)
+    path = Moses(discrete=True).pretrained_model_path()
+    assert path is not None and path != Moses().pretrained_model_path()
+    model = FlowModel.load(path)
+    assert isinstance(model, DiscreteFlowModel) and model.domain_name == "moses-discrete"
+    assert tuple(model.shape) == dom.shape == (26 + 26 * 25 // 2,)
+    gen = torch.Generator().manual_seed(0)
+    masks = dom.sample_masks(4, gen)
+    x = model.sample(4, steps=5, generator=gen, mask=masks)
+    assert torch.equal(x >= 0, masks > 0)  # every real token drawn, padding left as PAD
+    assert ((x[:, :26] < 7) | (x[:, :26] == -1)).all() and ((x[:, 26:] >= 7) | (x[:, 26:] == -1)).all()
+    designs = dom.decode(x)
+    sizes = masks[:, :26].sum(1).long().tolist()
+    Chem = pytest.importorskip("rdkit.Chem")
+    for s, n in zip(designs, sizes, strict=True):  # the decoded graph has the drawn number of heavy atoms
+        mol = Chem.MolFromSmiles(s, sanitize=False)
+        assert mol is not None and mol.GetNumAtoms() == n

@@ -468,6 +468,23 @@ def _pretrained_for(dom, args: argparse.Namespace, run_dir: Path):
                     device=args.device, progress=not args.quiet)
 
 
+def _expand_settings(args: argparse.Namespace) -> dict:
+    """``--set`` options merged with the options that have their own flag (a flag left at its default
+    gives way to ``--set``; the same setting from both is refused rather than silently picked)."""
+    settings = parse_settings(args.set)
+    for option in ("method", "seed", "run_dir", "resume", "progress"):
+        if option in settings:
+            raise ValueError(f"--set {option}=…: use the command's own option for {option!r}")
+    for key in ("rounds", "samples_per_round", "finetune_steps", "eval_every"):
+        flag = getattr(args, key)
+        if flag is not None and key in settings:
+            raise ValueError(f"{key} is given twice, by --{key.replace('_', '-')} {flag} and --set {key}="
+                             f"{settings[key]}; give it once")
+        if flag is not None:
+            settings[key] = flag
+    return settings
+
+
 def cmd_expand(args: argparse.Namespace) -> int:
     from flowdisco.evaluate import UNEXPLAINED_REJECTION, format_rejections, format_table
     from flowdisco.expand import expand
@@ -477,13 +494,10 @@ def cmd_expand(args: argparse.Namespace) -> int:
         raise ValueError("--resume needs the --run-dir of the run to continue")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.run_dir or f"runs/expand-{dom.name}-{args.method}-s{args.seed}-{stamp}")
-    settings = parse_settings(args.set)
-    if args.eval_every is not None:
-        settings["eval_every"] = args.eval_every
+    settings = _expand_settings(args)
     t0 = time.perf_counter()
     model = _pretrained_for(dom, args, run_dir)
-    run = expand(model, dom, method=args.method, rounds=args.rounds, samples_per_round=args.samples_per_round,
-                 finetune_steps=args.finetune_steps, seed=args.seed, run_dir=run_dir, resume=args.resume,
+    run = expand(model, dom, method=args.method, seed=args.seed, run_dir=run_dir, resume=args.resume,
                  progress=not args.quiet, **settings)
     if not dist.is_main():  # torchrun: rank 0 reports
         return 0

@@ -121,8 +121,9 @@ class Moses(MoleculeDomain):
         return {"steps": 8100, "batch_size": 64, "lr": 1e-3, "ema_sigma_rel": 0.05}
 
     def pretrained_model_path(self) -> str | None:
-        """The shipped model (``flowdisco/assets/moses_model``, when one ships), trained on the default
-        split and training subset (seed 0, the first 100,000); other splits get None."""
+        """The shipped model (``flowdisco/assets/moses_model``, or ``moses_discrete_model`` for the discrete
+        variant), trained on the default split and training subset (seed 0, the first 100,000); other
+        splits get None."""
         if self.seed == 0 and self.max_train == 100_000 and self.data_file is None:
             return shipped_model_path("moses_discrete_model" if self.discrete else "moses_model")
         return None
