@@ -56,3 +56,14 @@ def mean_std(xs: list[float | None]) -> dict[str, float] | None:
         return None
     return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0,
             "min": min(xs), "max": max(xs), "n": len(xs)}
+
+
+def grouped_bars(ax: Any, groups: dict[str, dict[str, Any]], keys: list[str], width: float | None = None) -> None:
+    """Bars of mean ± sd side by side: one cluster per key (x axis), one bar per group in it, read from
+    the groups' {key: mean_std(...)} summaries; ticks named by the keys. Width per bar: 0.8 / groups."""
+    width = width or 0.8 / len(groups)
+    for i, (label, summary) in enumerate(groups.items()):
+        xs = [x + (i - (len(groups) - 1) / 2) * width for x in range(len(keys))]
+        ax.bar(xs, [summary[k]["mean"] for k in keys], width, yerr=[summary[k]["std"] for k in keys], label=label,
+               capsize=3)
+    ax.set_xticks(range(len(keys)), keys)

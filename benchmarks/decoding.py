@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common import RESULTS, mean_std, write_result
+from common import RESULTS, grouped_bars, mean_std, write_result
 from flowdisco.domains import get_domain
 from flowdisco.domains.molgraph import DECODINGS  # argmax, capped, connected
 from flowdisco.evaluate import evaluate, format_rejections, redecoded, rejection_counts, sample_metrics
@@ -85,17 +85,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [k for k in ("validity", "uniqueness", "novel_fraction", "novelty") if result["summary"]["argmax"][k]]
+    summaries = {d: result["summary"][d] for d in DECODINGS}
+    keys = [k for k in ("validity", "uniqueness", "novel_fraction", "novelty") if summaries["argmax"][k]]
+    counts = [k for k in ("coverage", "coverage_0.9", "vendi") if all(s[k] for s in summaries.values())]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    width = 0.27
-    for i, d in enumerate(DECODINGS):
-        s = result["summary"][d]
-        axes[0].bar(np.arange(len(keys)) + (i - 1) * width, [s[k]["mean"] for k in keys], width,
-                    yerr=[s[k]["std"] for k in keys], label=d, capsize=3)
-        counts = [k for k in ("coverage", "coverage_0.9", "vendi") if s[k]]
-        axes[1].bar(np.arange(len(counts)) + (i - 1) * width, [s[k]["mean"] for k in counts], width,
-                    yerr=[s[k]["std"] for k in counts], label=d, capsize=3)
-    axes[0].set_xticks(range(len(keys)), keys)
+    grouped_bars(axes[0], summaries, keys, width=0.27)
+    grouped_bars(axes[1], summaries, counts, width=0.27)
     axes[0].set_ylim(0, 1.05)
     axes[1].set_xticks(range(len(counts)), [f"{k} (up to {result['n_valid']} valid)" for k in counts], fontsize=8)
     axes[0].legend()

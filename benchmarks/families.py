@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common import RESULTS, mean_std, write_result
+from common import RESULTS, grouped_bars, mean_std, write_result
 from flowdisco.domains import get_domain
 from flowdisco.evaluate import evaluate, format_rejections, rejection_counts
 from flowdisco.flow.model import FlowModel
@@ -106,13 +106,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
     s = result["summary"]
     keys = [k for k in ("validity", "uniqueness", "novel_fraction") if s["gaussian"][k] and s["discrete"][k]]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    grouped_bars(axes[0], {fam: s[fam] for fam in FAMILIES}, keys)
     for i, fam in enumerate(FAMILIES):
-        axes[0].bar(np.arange(len(keys)) + (i - 0.5) * 0.4, [s[fam][k]["mean"] for k in keys], 0.4,
-                    yerr=[s[fam][k]["std"] for k in keys], label=fam, capsize=3)
         fcd = s[fam]["frechet_to_test"]
         if fcd:
             axes[1].bar(i, fcd["mean"], 0.6, yerr=fcd["std"], capsize=3, label=fam)
-    axes[0].set_xticks(range(len(keys)), keys)
     axes[0].set_ylim(0, 1.05)
     axes[0].legend()
     axes[1].set_xticks(range(len(FAMILIES)), FAMILIES)

@@ -477,11 +477,12 @@ def _expand_settings(args: argparse.Namespace) -> dict:
             raise ValueError(f"--set {option}=…: use the command's own option for {option!r}")
     for key in ("rounds", "samples_per_round", "finetune_steps", "eval_every"):
         flag = getattr(args, key)
-        if flag is not None and key in settings:
+        if flag is None:
+            continue
+        if key in settings:
             raise ValueError(f"{key} is given twice, by --{key.replace('_', '-')} {flag} and --set {key}="
                              f"{settings[key]}; give it once")
-        if flag is not None:
-            settings[key] = flag
+        settings[key] = flag
     return settings
 
 

@@ -142,6 +142,7 @@ class MoleculeDomain(Domain):
         self.data_file = data_file  # the user's own training SMILES (see flowdisco.datafiles)
         self.shape = (graph_token_count(self.spec.max_atoms),) if self.discrete else self.spec.shape
         self._train_x: Tensor | None = None
+        self._train_tokens: Tensor | None = None  # the discrete variant's token graphs of _train_x
         self._train_sizes: Tensor | None = None
         self._train_smiles: list[str] | None = None
         self._splits: dict[str, list[str]] | None = None
@@ -222,7 +223,7 @@ class MoleculeDomain(Domain):
         if self._train_x is None:
             self._encode_train()
         if self.discrete:
-            if getattr(self, "_train_tokens", None) is None:
+            if self._train_tokens is None:
                 self._train_tokens = self.to_tokens(self._train_x)
             return self._train_tokens
         return self._train_x
@@ -316,9 +317,7 @@ class MoleculeDomain(Domain):
             if enc is not None:
                 x[i] = enc
                 sizes[i] = self.spec.atom_count(enc)
-        if self.discrete:
-            return self.to_tokens(x), self._masks_for_sizes(sizes)
-        return x, self.spec.mask_for_sizes(sizes)
+        return (self.to_tokens(x) if self.discrete else x), self._masks_for_sizes(sizes)
 
     def key(self, design: Any) -> Hashable:
         return design

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from flowdisco.nn.graph import dense_graph_mask
+
 BOND_CLASSES = ("none", "single", "double", "triple")
 DECODINGS = ("argmax", "capped", "connected")
 
@@ -72,13 +74,8 @@ class GraphSpec:
     # ------------------------------------------------------------------ masks
     def mask_for_sizes(self, sizes: Tensor) -> Tensor:
         """Masks [B, N, F] for molecules with ``sizes`` [B] atoms."""
-        N, A, B = self.max_atoms, self.n_atom_features, len(BOND_CLASSES)
-        idx = torch.arange(N)
-        real = idx[None, :] < sizes[:, None]  # [B, N]
-        pair = real[:, :, None] & real[:, None, :] & (idx[:, None] != idx[None, :])[None]  # [B, N, N]
-        atom_mask = real[:, :, None].expand(-1, -1, A)
-        bond_mask = pair[:, :, :, None].expand(-1, -1, -1, B).reshape(len(sizes), N, N * B)
-        return torch.cat([atom_mask, bond_mask], dim=2).float()
+        real = torch.arange(self.max_atoms)[None, :] < sizes[:, None]  # [B, N]
+        return dense_graph_mask(real, self.n_atom_features, len(BOND_CLASSES))
 
     # ------------------------------------------------------------------ encode
     def encode(self, smiles: str) -> Tensor | None:

@@ -115,7 +115,7 @@ class GraphTransformer(nn.Module):
         A, Bc = self.A, self.Bc
         atom_logits, bond_logits = self.heads_out(x_t, t, mask)
         real = (mask[..., 0] > 0) if mask is not None else torch.ones(B, N, dtype=torch.bool, device=x1.device)
-        pair = real[:, :, None] & real[:, None, :] & ~torch.eye(N, dtype=torch.bool, device=x1.device)[None]
+        pair = real_pairs(real)
         total = torch.zeros(B, dtype=atom_logits.dtype, device=x1.device)
         groups = self.atom_groups
         for logits, group in zip(atom_logits.split(groups, dim=-1), x1[..., :A].split(groups, dim=-1), strict=True):
@@ -147,6 +147,25 @@ class GraphTransformer(nn.Module):
         v_atoms = (x1_atoms - x[..., : self.A]) * scale
         v_bonds = (x1_bonds - x[..., self.A:].reshape(B, N, N, self.Bc)) * scale[..., None]
         return v_atoms, v_bonds
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Masks of the dense layout
+
+
+def real_pairs(real_atoms: Tensor) -> Tensor:
+    """Bool [B, N, N]: the pairs of two distinct real atoms, from real_atoms [B, N] bool."""
+    eye = torch.eye(real_atoms.shape[1], dtype=torch.bool, device=real_atoms.device)
+    return real_atoms[:, :, None] & real_atoms[:, None, :] & ~eye[None]
+
+
+def dense_graph_mask(real_atoms: Tensor, atom_features: int, bond_classes: int) -> Tensor:
+    """Mask [B, N, A + N·Bc] (float) of the dense layout from real_atoms [B, N] bool: 1 on a real atom's
+    features and on the bond features of each pair of distinct real atoms."""
+    B, N = real_atoms.shape
+    atoms = real_atoms[:, :, None].expand(B, N, atom_features)
+    bonds = real_pairs(real_atoms)[..., None].expand(B, N, N, bond_classes).reshape(B, N, N * bond_classes)
+    return torch.cat([atoms, bonds], dim=2).float()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -247,9 +266,7 @@ class GraphTokenTransformer(GraphTransformer):
         real = (mask[:, :N] > 0) if mask is not None else tokens[:, :N] >= 0
         dense = tokens_to_onehots(tokens, N, self.E, self.Q, Bc)
         iu, ju = _pairs(N, x.device)
-        pair_real = real[:, :, None] & real[:, None, :] & ~torch.eye(N, dtype=torch.bool, device=x.device)[None]
-        dense_mask = torch.cat([real[..., None].expand(B, N, self.A).float(),
-                                pair_real[..., None].expand(B, N, N, Bc).reshape(B, N, N * Bc).float()], dim=-1)
+        dense_mask = dense_graph_mask(real, self.A, Bc)
         atom_logits, bond_logits = self.heads_out(dense * dense_mask, t, dense_mask)
         le, lq = atom_logits.float().split([self.E, self.Q], dim=-1)
         atom_tok = (le.log_softmax(-1)[..., :, None] + lq.log_softmax(-1)[..., None, :]).reshape(B, N, EQ)
