@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +69,24 @@ def grouped_bars(ax: Any, groups: dict[str, dict[str, Any]], keys: list[str], wi
         ax.bar(xs, [summary[k]["mean"] for k in keys], width, yerr=[summary[k]["std"] for k in keys], label=label,
                capsize=3)
     ax.set_xticks(range(len(keys)), keys)
+
+
+def training_record(path: str) -> dict[str, Any] | None:
+    """Steps, seconds and the last logged loss of a ``flowdisco pretrain`` run directory (None if absent)."""
+    log = Path(path) / "metrics.jsonl"
+    if not log.is_file():
+        return None
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    losses = [r for r in rows if "loss" in r]
+    done = [r for r in rows if "steps_done" in r or "seconds" in r]
+    rec: dict[str, Any] = {"last_loss": losses[-1]["loss"] if losses else None,
+                           "last_step": losses[-1].get("step") if losses else None}
+    if done:
+        rec.update({k: done[-1].get(k) for k in ("steps_done", "seconds", "stopped_by_time_limit")})
+    config = Path(path) / "config.json"
+    if config.is_file():
+        rec["config"] = json.loads(config.read_text())
+        started = rec["config"].get("provenance", {}).get("started")
+        if rec.get("seconds") is None and started and rows:  # a run that ended by its step count logs no total
+            rec["seconds"] = rows[-1]["time"] - datetime.fromisoformat(started).timestamp()
+    return rec

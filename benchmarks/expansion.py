@@ -290,10 +290,11 @@ def common_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--eval-every", type=int, default=None, help="default: the domain's")
     ap.add_argument("--model", default=None, help="model directory (default: shipped, or pre-trained here)")
     ap.add_argument("--pretrain-steps", type=int, default=None, help="steps when this script pre-trains")
-    ap.add_argument("--net", nargs="*", default=[], metavar="KEY=JSON",
+    ap.add_argument("--net", nargs="*", action="extend", default=[], metavar="KEY=JSON",
                     help="network settings when this script pre-trains (e.g. edge_dim=0: the pre-edge network)")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="expand options for every method")
-    ap.add_argument("--actflow-set", nargs="*", default=[], metavar="KEY=JSON",
+    ap.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=JSON",
+                    help="expand options for every method")
+    ap.add_argument("--actflow-set", nargs="*", action="extend", default=[], metavar="KEY=JSON",
                     help="expand options for ActFlow only (e.g. surrogate=gp guidance_strength=3); the baselines' "
                          "runs keep their settings, so finished baseline runs in the work dir are read back")
     ap.add_argument("--threads", type=int, default=2)

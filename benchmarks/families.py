@@ -15,16 +15,14 @@ cost (steps, seconds, last loss) is read from each run directory's ``metrics.jso
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from common import RESULTS, grouped_bars, mean_std, write_result
+from common import RESULTS, grouped_bars, mean_std, training_record, write_result
 from flowdisco.domains import get_domain
 from flowdisco.evaluate import evaluate, format_rejections, rejection_counts
 from flowdisco.flow.model import FlowModel
@@ -33,27 +31,6 @@ from flowdisco.seeding import derive_seed
 FAMILIES = ("gaussian", "discrete")
 KEYS = ("validity", "uniqueness", "novel_fraction", "novelty", "coverage", "coverage_0.9", "vendi", "n_valid",
         "frechet_to_test")
-
-
-def training_record(path: str) -> dict[str, Any] | None:
-    """Steps, seconds and the last logged loss of a ``flowdisco pretrain`` run directory (None if absent)."""
-    log = Path(path) / "metrics.jsonl"
-    if not log.is_file():
-        return None
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    losses = [r for r in rows if "loss" in r]
-    done = [r for r in rows if "steps_done" in r or "seconds" in r]
-    rec: dict[str, Any] = {"last_loss": losses[-1]["loss"] if losses else None,
-                           "last_step": losses[-1].get("step") if losses else None}
-    if done:
-        rec.update({k: done[-1].get(k) for k in ("steps_done", "seconds", "stopped_by_time_limit")})
-    config = Path(path) / "config.json"
-    if config.is_file():
-        rec["config"] = json.loads(config.read_text())
-        started = rec["config"].get("provenance", {}).get("started")
-        if rec.get("seconds") is None and started and rows:  # a run that ended by its step count logs no total
-            rec["seconds"] = rows[-1]["time"] - datetime.fromisoformat(started).timestamp()
-    return rec
 
 
 def evaluate_model(path: str, args: argparse.Namespace) -> dict[str, Any]:

@@ -157,7 +157,7 @@ def main() -> None:
     ap.add_argument("--strengths", type=float, nargs="+", default=[0, 10, 30, 100, 300])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--n", type=int, default=256, help="designs per λ and seed")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON",
+    ap.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=JSON",
                     help="expand options, e.g. surrogate=gp warmup_valid=256")
     ap.add_argument("--name", default="qm9_guidance", help="result name: benchmarks/results/NAME.json and .png")
     ap.add_argument("--threads", type=int, default=2)

@@ -119,3 +119,14 @@ def test_expand_refuses_a_setting_given_by_its_flag_and_by_set(tmp_path, capsys)
     assert "samples_per_round is given twice" in capsys.readouterr().err and not run.exists()
     assert main(["expand", "toy2d", "--set", "seed=3", "--run-dir", str(run), *TINY]) == 2
     assert "own option for 'seed'" in capsys.readouterr().err
+
+
+def test_pretrain_keeps_every_repeated_set_and_net(tmp_path):
+    # `--set a=1 --set b=2` once kept only the last group: the earlier settings were dropped silently.
+    run = tmp_path / "p"
+    assert main(["pretrain", "toy2d", "--steps", "2", "--batch-size", "8", "--set", "schedule=cosine",
+                 "--set", "warmup_steps=1", "grad_clip=2", "--net", "depth=1", "--net", "width=32",
+                 "--run-dir", str(run), *TINY]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert (cfg["fit"]["schedule"], cfg["fit"]["warmup_steps"], cfg["fit"]["grad_clip"]) == ("cosine", 1, 2.0)
+    assert cfg["network_kwargs"]["depth"] == 1 and cfg["network_kwargs"]["width"] == 32

@@ -97,9 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     _data_arg(p)
     p.add_argument("--grad-shards", type=int, default=None, metavar="K",
                    help="cut each batch into K gradient pieces: the same weights on any process count dividing K")
-    p.add_argument("--net", nargs="*", default=[], metavar="KEY=VALUE",
+    p.add_argument("--net", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                    help="network settings over the domain's default (e.g. dim=192 edge_dim=32)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+    p.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                    help="other training settings (e.g. schedule=cosine warmup_steps=500)")
     p.add_argument("--init", default=None, metavar="MODEL_DIR",
                    help="start from a saved model's weights (continued training, e.g. with --net endpoint_loss=ce)")
