@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import statistics
@@ -52,8 +53,9 @@ def write_result(name: str, payload: dict[str, Any], started: float) -> Path:
 
 
 def mean_std(xs: list[float | None]) -> dict[str, float] | None:
-    """Mean, std, min, max over the values that exist (None: not measured); None if none exist."""
-    xs = [float(x) for x in xs if x is not None]
+    """Mean, std, min, max over the values that exist (None or not finite, e.g. an FCD of too few
+    molecules: not measured); None if none exist."""
+    xs = [float(x) for x in xs if x is not None and math.isfinite(x)]
     if not xs:
         return None
     return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0,

@@ -50,16 +50,11 @@ def evaluate_model(path: str, args: argparse.Namespace) -> dict[str, Any]:
             "training": training_record(path), "draws": draws}
 
 
-def finite(x: Any) -> float | None:
-    """x as a float, or None when it was not measured or is not finite (an FCD of too few molecules)."""
-    return float(x) if x is not None and np.isfinite(x) else None
-
-
 def summary(result: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for fam in FAMILIES:
         runs = result[fam]
-        out[fam] = {key: mean_std([finite(d.get(key)) for r in runs for d in r["draws"]]) for key in KEYS}
+        out[fam] = {key: mean_std([d.get(key) for r in runs for d in r["draws"]]) for key in KEYS}
         reasons = sorted({x for r in runs for d in r["draws"] for x in d["rejections"]})
         out[fam]["rejections"] = {x: mean_std([d["rejections"].get(x, 0) for r in runs for d in r["draws"]])
                                   for x in reasons}
