@@ -8,9 +8,8 @@ Domains:
            → benchmarks/results/moses.json
   qm9-capped, moses-capped   the same models with valence-capped decoding (README, Molecules)
   qm9-connected, moses-connected   the same models, capped decoding with the fragments joined
-  qm9-discrete, moses-discrete   masked discrete flows on token graphs (a MOSES model ships; for QM9
-           give --model, or one is pre-trained with the domain's recipe); ActFlow explores by
-           reward-tilted fine-tuning (no gradient guidance on discrete tokens)
+  qm9-discrete, moses-discrete   masked discrete flows on token graphs (the shipped CPU-trained models);
+           ActFlow explores by reward-tilted fine-tuning (no gradient guidance on discrete tokens)
 
 Each method runs the domain's expansion defaults (ensemble surrogate, φ from the node head, gradient
 guidance) for --rounds rounds and is evaluated every --eval-every rounds on 1000 raw samples
