@@ -18,11 +18,11 @@ def _digits(**kwargs: object) -> Domain:
     return Digits(**kwargs)
 
 
-def _qm9(decoding: str = "argmax", discrete: bool = False) -> Callable[..., Domain]:
+def _qm9(decoding: str = "argmax", discrete: bool = False, ring_systems: str = "any") -> Callable[..., Domain]:
     def make(**kwargs: object) -> Domain:
         from flowdisco.domains.qm9 import QM9
 
-        return QM9(decoding=decoding, discrete=discrete, **kwargs)
+        return QM9(decoding=decoding, discrete=discrete, ring_systems=ring_systems, **kwargs)
 
     return make
 
@@ -33,11 +33,11 @@ def _qm9_ood(**kwargs: object) -> Domain:
     return QM9OutOfDistribution(**kwargs)
 
 
-def _moses(decoding: str = "argmax", discrete: bool = False) -> Callable[..., Domain]:
+def _moses(decoding: str = "argmax", discrete: bool = False, ring_systems: str = "any") -> Callable[..., Domain]:
     def make(**kwargs: object) -> Domain:
         from flowdisco.domains.moses import Moses
 
-        return Moses(decoding=decoding, discrete=discrete, **kwargs)
+        return Moses(decoding=decoding, discrete=discrete, ring_systems=ring_systems, **kwargs)
 
     return make
 
@@ -65,6 +65,11 @@ _DOMAINS: dict[str, Callable[..., Domain]] = {
     "qm9-connected": _qm9("connected"), "qm9-discrete": _qm9(discrete=True), "qm9-ood": _qm9_ood,
     "moses": _moses(), "moses-capped": _moses("capped"), "moses-connected": _moses("connected"),
     "moses-discrete": _moses(discrete=True),
+    # the same with "every ring system occurs in the training split" added to the verifier
+    "qm9-known-rings": _qm9(ring_systems="known"),
+    "qm9-discrete-known-rings": _qm9(discrete=True, ring_systems="known"),
+    "moses-known-rings": _moses(ring_systems="known"),
+    "moses-discrete-known-rings": _moses(discrete=True, ring_systems="known"),
     "peptides": _peptides(), "peptides-discrete": _peptides(discrete=True),
     "proteins": _proteins(), "proteins-discrete": _proteins(discrete=True)}
 

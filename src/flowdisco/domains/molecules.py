@@ -26,6 +26,7 @@ from torch import Tensor
 from flowdisco.datafiles import read_smiles_file
 from flowdisco.domains.base import Domain, seeded_split
 from flowdisco.domains.molgraph import BOND_CLASSES, DECODINGS, GraphSpec, _rdkit, canonical
+from flowdisco.domains.rings import RING_RULES, cached_ring_systems, unknown_ring_systems
 from flowdisco.io import CheckpointError, atomic_write_json, load_tensors, read_json, save_tensors
 from flowdisco.nn.graph import graph_token_count, graph_token_mask, onehots_to_tokens, tokens_to_onehots
 
@@ -124,7 +125,9 @@ class MoleculeDomain(Domain):
     representation_layer = "node_head"
 
     def __init__(self, seed: int = 0, max_train: int | None = None, data_file: str | None = None,
-                 decoding: str = "argmax", discrete: bool = False) -> None:
+                 decoding: str = "argmax", discrete: bool = False, ring_systems: str = "any") -> None:
+        if ring_systems not in RING_RULES:
+            raise ValueError(f"unknown ring_systems rule {ring_systems!r}; choose one of {', '.join(RING_RULES)}")
         if decoding not in DECODINGS:
             raise ValueError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
         if discrete and decoding != "argmax":
@@ -137,6 +140,9 @@ class MoleculeDomain(Domain):
         if self.discrete:
             self.name = f"{type(self).name}-discrete"
             self.representation_time = 1.0  # tokens are not noised; φ reads the clean graph
+        self.ring_systems = ring_systems  # "known": the verifier also asks for ring systems of the training split
+        if ring_systems == "known":
+            self.name = f"{self.name}-known-rings"
         self.seed = seed
         self.max_train = max_train
         self.data_file = data_file  # the user's own training SMILES (see flowdisco.datafiles)
@@ -147,6 +153,33 @@ class MoleculeDomain(Domain):
         self._train_smiles: list[str] | None = None
         self._splits: dict[str, list[str]] | None = None
         self._ref_fps: list | None = None
+        self._known_rings: set[str] | None = None
+
+    # ------------------------------------------------------------------ verifier
+    def base_rejection(self, smiles: str) -> str | None:
+        """The first check of the domain's own verifier (data.md) that ``smiles`` fails; None if it passes."""
+        raise NotImplementedError
+
+    def rejection_reason(self, design: Any) -> str | None:
+        why = self.base_rejection(design)
+        if why is None and self.ring_systems == "known" and unknown_ring_systems(design, self.known_ring_systems()):
+            return "a ring system not in the training set"
+        return why
+
+    def verify(self, designs: Sequence[Any]) -> Sequence[bool]:
+        return [self.rejection_reason(s) is None for s in designs]
+
+    def check(self, designs: Sequence[Any]) -> np.ndarray:
+        if self.ring_systems == "known":
+            self.known_ring_systems()  # collected here, before any verifier worker is forked
+        return super().check(designs)
+
+    def known_ring_systems(self) -> set[str]:
+        """The ring systems of the training molecules (:meth:`reference_designs`; see
+        :mod:`flowdisco.domains.rings`)."""
+        if self._known_rings is None:
+            self._known_rings = cached_ring_systems(self.reference_designs())
+        return self._known_rings
 
     # ------------------------------------------------------------------ data
     def all_smiles(self) -> list[str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -89,8 +88,9 @@ class Moses(MoleculeDomain):
     representation_time = 0.8
 
     def __init__(self, seed: int = 0, max_train: int | None = 100_000, data_file: str | None = None,
-                 decoding: str = "argmax", discrete: bool = False) -> None:
-        super().__init__(seed=seed, max_train=max_train, data_file=data_file, decoding=decoding, discrete=discrete)
+                 decoding: str = "argmax", discrete: bool = False, ring_systems: str = "any") -> None:
+        super().__init__(seed=seed, max_train=max_train, data_file=data_file, decoding=decoding, discrete=discrete,
+                         ring_systems=ring_systems)
 
     def all_smiles(self) -> list[str]:
         return load_moses_smiles("train")
@@ -109,11 +109,8 @@ class Moses(MoleculeDomain):
                             "test": load_moses_smiles("test")}
         return self._splits
 
-    def verify(self, designs: Sequence[Any]) -> Sequence[bool]:
-        return [moses_valid(s) for s in designs]
-
-    def rejection_reason(self, design: Any) -> str | None:
-        return moses_rejection(design)
+    def base_rejection(self, smiles: str) -> str | None:
+        return moses_rejection(smiles)
 
     def default_pretrain(self) -> dict[str, Any]:
         # the shipped model's recipe: 8,100 steps of 64 molecules (where a 6,300 s time limit stopped it on

@@ -45,11 +45,8 @@ class QM9(MoleculeDomain):
     def all_smiles(self) -> list[str]:
         return load_qm9_smiles()
 
-    def verify(self, designs: Sequence[Any]) -> Sequence[bool]:
-        return [qm9_valid(s) for s in designs]
-
-    def rejection_reason(self, design: Any) -> str | None:
-        return qm9_rejection(design)
+    def base_rejection(self, smiles: str) -> str | None:
+        return qm9_rejection(smiles)
 
     def default_pretrain(self) -> dict[str, Any]:
         # stage 1 of the shipped model's recipe (8,100 steps: where its 400 s on an H100 ended); the later
