@@ -157,8 +157,9 @@ class MoleculeDomain(Domain):
 
     # ------------------------------------------------------------------ verifier
     def base_rejection(self, smiles: str) -> str | None:
-        """The first check of the domain's own verifier (data.md) that ``smiles`` fails; None if it passes."""
-        raise NotImplementedError
+        """The first check of the domain's own verifier that ``smiles`` fails, in words; None when it
+        passes or the domain cannot say."""
+        return super().rejection_reason(smiles)
 
     def rejection_reason(self, design: Any) -> str | None:
         why = self.base_rejection(design)
@@ -166,13 +167,17 @@ class MoleculeDomain(Domain):
             return "a ring system not in the training set"
         return why
 
-    def verify(self, designs: Sequence[Any]) -> Sequence[bool]:
-        return [self.rejection_reason(s) is None for s in designs]
-
     def check(self, designs: Sequence[Any]) -> np.ndarray:
+        """:meth:`Domain.check`, and with ``ring_systems="known"`` every ring system of a valid design must
+        occur in a training molecule (applied here, after the domain's own ``verify``, so that it holds
+        for every verifier, in worker processes or not)."""
+        designs = list(designs)
+        flags = super().check(designs)
         if self.ring_systems == "known":
-            self.known_ring_systems()  # collected here, before any verifier worker is forked
-        return super().check(designs)
+            known = self.known_ring_systems()
+            flags = np.array([ok and not unknown_ring_systems(d, known) for ok, d in zip(flags, designs, strict=True)],
+                             dtype=bool)
+        return flags
 
     def known_ring_systems(self) -> set[str]:
         """The ring systems of the training molecules (:meth:`reference_designs`; see

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -108,6 +109,9 @@ class Moses(MoleculeDomain):
             self._splits = {"train": [train[i] for i in perm[n_va:]], "valid": [train[i] for i in perm[:n_va]],
                             "test": load_moses_smiles("test")}
         return self._splits
+
+    def verify(self, designs: Sequence[Any]) -> Sequence[bool]:
+        return [moses_valid(s) for s in designs]
 
     def base_rejection(self, smiles: str) -> str | None:
         return moses_rejection(smiles)

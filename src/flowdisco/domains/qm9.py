@@ -45,6 +45,9 @@ class QM9(MoleculeDomain):
     def all_smiles(self) -> list[str]:
         return load_qm9_smiles()
 
+    def verify(self, designs: Sequence[Any]) -> Sequence[bool]:
+        return [qm9_valid(s) for s in designs]
+
     def base_rejection(self, smiles: str) -> str | None:
         return qm9_rejection(smiles)
 
