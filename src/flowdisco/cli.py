@@ -138,8 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", default="euler", choices=["euler", "heun", "euler-maruyama"])
     p.add_argument("--out", default=None, help="output directory (default MODEL/../samples-sSEED)")
     p.add_argument("--domain", default=None,
-                   help="domain (default: the one the model was trained on; e.g. qm9-capped for a qm9 model's "
-                        "samples with valence-capped decoding, qm9-connected with its fragments also joined)")
+                   help="domain (default: the one the model was trained on): another variant of the same data "
+                        "and model family, e.g. qm9-capped for a qm9 model's samples with valence-capped "
+                        "decoding, qm9-known-rings for the verifier that also asks for known ring systems")
     _verifier_args(p)
     _common(p)
 
@@ -158,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(per the domain's rejection_reason: e.g. several fragments, an atom over its "
                                    "valence, an MCF or PAINS substructure).")
     p.add_argument("model", help="model directory (or a run directory holding model/)")
-    p.add_argument("--domain", default=None, help="domain (default: the one the model was trained on)")
+    p.add_argument("--domain", default=None,
+                   help="domain (default: the one the model was trained on; e.g. qm9-discrete-known-rings to "
+                        "judge a qm9-discrete model by the stricter verifier)")
     p.add_argument("--n-samples", type=int, default=1000)
     p.add_argument("--n-valid", type=int, default=500)
     p.add_argument("--steps", type=int, default=100)
