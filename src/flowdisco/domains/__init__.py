@@ -65,7 +65,7 @@ _DOMAINS: dict[str, Callable[..., Domain]] = {
     "qm9-connected": _qm9("connected"), "qm9-discrete": _qm9(discrete=True), "qm9-ood": _qm9_ood,
     "moses": _moses(), "moses-capped": _moses("capped"), "moses-connected": _moses("connected"),
     "moses-discrete": _moses(discrete=True),
-    # the same with "every ring system occurs in the training split" added to the verifier
+    # the same with "every ring system occurs in a training molecule" added to the verifier
     "qm9-known-rings": _qm9(ring_systems="known"),
     "qm9-discrete-known-rings": _qm9(discrete=True, ring_systems="known"),
     "moses-known-rings": _moses(ring_systems="known"),

@@ -140,7 +140,7 @@ class MoleculeDomain(Domain):
         if self.discrete:
             self.name = f"{type(self).name}-discrete"
             self.representation_time = 1.0  # tokens are not noised; φ reads the clean graph
-        self.ring_systems = ring_systems  # "known": the verifier also asks for ring systems of the training split
+        self.ring_systems = ring_systems  # "known": the verifier also asks for ring systems of the training set
         if ring_systems == "known":
             self.name = f"{self.name}-known-rings"
         self.seed = seed

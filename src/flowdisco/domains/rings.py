@@ -3,13 +3,13 @@
 A ring system is a maximal set of rings joined by shared atoms (fused, bridged and spiro rings form one
 system; rings joined by a chain are separate systems), written as the canonical SMILES of its ring atoms
 and the bonds among them, hydrogens filled in where substituents were (bond orders, charges and
-aromaticity kept, stereochemistry dropped). A molecule whose ring
-system occurs in no training molecule uses ring chemistry the data never showed — the usual flag for
-implausible generated molecules (of QM9's own test molecules 6 % have one; of the shipped discrete QM9
-model's valid samples about a third; BENCHMARKS.md).
+aromaticity kept, stereochemistry dropped). A molecule with a ring system that occurs in no training
+molecule uses ring chemistry the data never showed — a usual flag for implausible generated molecules
+(of QM9's own test molecules 5 % have one; of the shipped discrete QM9 model's valid samples about a
+third; BENCHMARKS.md).
 
 The ``*-known-rings`` molecule domains (e.g. ``qm9-discrete-known-rings``) add "every ring system occurs
-in the training split" to their verifier; :func:`unknown_ring_fraction` measures it without enforcing it.
+in a training molecule" to their verifier; :func:`unknown_ring_fraction` measures it without enforcing it.
 """
 
 from __future__ import annotations
