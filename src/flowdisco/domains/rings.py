@@ -67,7 +67,7 @@ def collect_ring_systems(smiles: Iterable[str]) -> set[str]:
 
 def cached_ring_systems(smiles: Sequence[str]) -> set[str]:
     """:func:`collect_ring_systems` cached on disk under the list's checksum (QM9's 105,000 training
-    molecules take RDKit about 45 s, once per machine)."""
+    molecules take RDKit about 70 s, once per machine)."""
     from flowdisco.domains.molecules import _digest, cache_dir
 
     cached = cache_dir() / f"ring-systems-{_digest(smiles)}.json"
