@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,18 +61,29 @@ def cached_canonical(smiles: Sequence[str]) -> list[str | None]:
     """Canonical SMILES of ``smiles`` (None where RDKit cannot parse one), cached on disk under the
     list's checksum (so domains with the same molecules share it): the canonicalisation of a whole data
     set takes RDKit ~17 s for QM9, once per machine instead of once per process."""
-    cached = cache_dir() / f"canonical-{_digest(smiles)}.json"
+    def compute() -> list[str | None]:
+        if len(smiles) >= 100_000:  # MOSES's 1.76 M molecules: minutes of RDKit, once
+            log.info("canonicalising %d SMILES once for this machine (cached in %s)", len(smiles), cache_dir())
+        return [canonical(s) for s in smiles]
+
+    return cached_json_list(f"canonical-{_digest(smiles)}.json", "canonical-SMILES cache", compute,
+                            expected_length=len(smiles))
+
+
+def cached_json_list(name: str, what: str, compute: Callable[[], list], expected_length: int | None = None) -> list:
+    """A list kept as JSON in :func:`cache_dir` under ``name``: read back when the file holds a list (of
+    ``expected_length`` items, if given), else ``compute()``d and written atomically; a corrupt file is
+    ignored with a warning."""
+    cached = cache_dir() / name
     if cached.is_file():
         try:
-            out = read_json(cached, "canonical-SMILES cache")
-            if isinstance(out, list) and len(out) == len(smiles):
+            out = read_json(cached, what)
+            if isinstance(out, list) and (expected_length is None or len(out) == expected_length):
                 return out
         except CheckpointError:
             pass
         log.warning("ignoring a corrupt cache file %s", cached)
-    if len(smiles) >= 100_000:  # MOSES's 1.76 M molecules: minutes of RDKit, once
-        log.info("canonicalising %d SMILES once for this machine (cached in %s)", len(smiles), cached.parent)
-    out = [canonical(s) for s in smiles]
+    out = compute()
     atomic_write_json(cached, out)
     return out
 

@@ -18,7 +18,6 @@ import logging
 from collections.abc import Iterable, Sequence
 
 from flowdisco.domains.molgraph import _rdkit
-from flowdisco.io import CheckpointError, atomic_write_json, read_json
 
 log = logging.getLogger("flowdisco")
 
@@ -68,22 +67,14 @@ def collect_ring_systems(smiles: Iterable[str]) -> set[str]:
 def cached_ring_systems(smiles: Sequence[str]) -> set[str]:
     """:func:`collect_ring_systems` cached on disk under the list's checksum (QM9's 105,000 training
     molecules take RDKit about 70 s, once per machine)."""
-    from flowdisco.domains.molecules import _digest, cache_dir
+    from flowdisco.domains.molecules import _digest, cache_dir, cached_json_list
 
-    cached = cache_dir() / f"ring-systems-{_digest(smiles)}.json"
-    if cached.is_file():
-        try:
-            out = read_json(cached, "ring-system cache")
-            if isinstance(out, list):
-                return set(out)
-        except CheckpointError:
-            pass
-        log.warning("ignoring a corrupt cache file %s", cached)
-    log.info("collecting the ring systems of %d molecules once for this machine (cached in %s)", len(smiles),
-             cached.parent)
-    out = collect_ring_systems(smiles)
-    atomic_write_json(cached, sorted(out))
-    return out
+    def compute() -> list[str]:
+        log.info("collecting the ring systems of %d molecules once for this machine (cached in %s)", len(smiles),
+                 cache_dir())
+        return sorted(collect_ring_systems(smiles))
+
+    return set(cached_json_list(f"ring-systems-{_digest(smiles)}.json", "ring-system cache", compute))
 
 
 def unknown_ring_systems(smiles: str, known: set[str]) -> list[str] | None:
