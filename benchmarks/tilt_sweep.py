@@ -98,7 +98,8 @@ def main() -> int:
             "tilt_weight_on_new": mean_std([e for r in rs for e in r["tilt_weight_on_new"] if e is not None]),
         }
     summary["rec-f"] = {k: mean_std([r["last"][k] for r in recf.values()]) for k in KEYS}
-    plot(summary, [label(a, c) for a, c in variants if c is None], [label(a, c) for a, c in variants if c is not None])
+    plot(summary, [label(a, c) for a, c in variants if c is None], [label(a, c) for a, c in variants if c is not None],
+         RESULTS / "peptides_tilt_sweep.png", "discrete peptides")
     write_result("peptides_tilt_sweep", {"settings": {k: v for k, v in vars(args).items()}, "summary": summary,
                                          "runs": results}, started)
     for a, row in summary.items():
@@ -106,7 +107,10 @@ def main() -> int:
     return 0
 
 
-def plot(summary: dict, alphas: list[str], clipped: list[str]) -> None:
+def plot(summary: dict, alphas: list[str], clipped: list[str], path: Path, setting: str) -> None:
+    """ESS, coverage over Rec-F and validity against α: ``summary[label][key]`` mean_std rows, one per α
+    label (``alphas``: unclipped, on the line; ``clipped``: "α, log-ratio clip c" labels, as points), and
+    ``summary["rec-f"]["validity"]``."""
     from flowdisco.plotting import save_figure, subplots
 
     xs = [float(a) for a in alphas]
@@ -132,7 +136,8 @@ def plot(summary: dict, alphas: list[str], clipped: list[str]) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("tilt temperature α")
         ax.set_title(title, fontsize=9)
-    save_figure(fig, RESULTS / "peptides_tilt_sweep.png")
+    fig.suptitle(f"tilt temperature α of discrete ActFlow ({setting})", fontsize=10)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":
