@@ -26,8 +26,8 @@ from typing import Any
 from common import RESULTS, mean_std, write_result
 from tilt_sweep import plot
 
-ARMS = {"0.25": "qm9_discrete_balanced.json", "0.1": "qm9_discrete_balanced_alpha01.json",
-        "0.05": "qm9_discrete_balanced_alpha005.json"}
+ARMS = {"0.1": "qm9_discrete_balanced_alpha01.json", "0.25": "qm9_discrete_balanced.json",
+        "0.5": "qm9_discrete_balanced_alpha05.json", "1.0": "qm9_discrete_balanced_alpha1.json"}
 FINAL_KEYS = ["validity", "coverage", "coverage_0.9", "vendi", "frechet_to_test"]
 
 
