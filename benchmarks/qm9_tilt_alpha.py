@@ -47,6 +47,14 @@ def summarise(result: dict[str, Any], seeds: list[str]) -> dict[str, Any]:
     return out
 
 
+def ran_alpha(result: dict[str, Any]) -> float | None:
+    """The α ActFlow ran at: its own options over the shared ones over the domain's defaults, as recorded."""
+    for layer in ("actflow_options", "expand_options", "expand_defaults"):
+        if "tilt_alpha" in result.get(layer, {}):
+            return result[layer]["tilt_alpha"]
+    return None
+
+
 def shared_rec_f(results: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
     """The seeds and the Rec-F summary the arms share; SystemExit naming the arm whose seeds or Rec-F
     final round differ (the ratios would not compare)."""
@@ -82,8 +90,8 @@ def main() -> int:
             raise SystemExit(f"--arm {alpha}={path}: need a number before '=' and a result JSON after it ({e})") from e
         except OSError as e:
             raise SystemExit(f"--arm {alpha}={path}: cannot read it ({e})") from e
-        found = results[alpha].get("actflow_options", {}).get("tilt_alpha", 0.25)  # 0.25: the domain's default
-        if float(found) != float(alpha):
+        found = ran_alpha(results[alpha])
+        if found is None or float(found) != float(alpha):
             raise SystemExit(f"--arm {alpha}={path}: that result's ActFlow ran at α = {found}")
     seeds, recf = shared_rec_f(results)
     order = sorted(results, key=float)
