@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from common import RESULTS, mean_std, write_result
+from expansion import against_pretrained, evaluations_by_seed
 from tilt_sweep import plot
 
 ARMS = {"0.1": "qm9_discrete_balanced_alpha01.json", "0.25": "qm9_discrete_balanced.json",
@@ -34,16 +36,17 @@ FINAL_KEYS = ["validity", "coverage", "coverage_0.9", "vendi", "frechet_to_test"
 def summarise(result: dict[str, Any], seeds: list[str]) -> dict[str, Any]:
     """ActFlow's final round over the seeds, with the per-seed ratios to Rec-F and to the pre-trained model
     and the tilt weights' effective sample size over all fine-tuning rounds."""
-    act, recf, pre = (result["per_seed"][m] for m in ("actflow", "rec-f", "pretrained"))
+    act, recf = (result["per_seed"][m] for m in ("actflow", "rec-f"))
     out: dict[str, Any] = {k: mean_std([act[s][k][-1] for s in seeds]) for k in FINAL_KEYS}
-    out["coverage_over_rec_f"] = mean_std([act[s]["coverage"][-1] / recf[s]["coverage"][-1] for s in seeds])
-    out["coverage_over_pretrained"] = mean_std([act[s]["coverage"][-1] / pre[s]["coverage"] for s in seeds])
-    out["validity_minus_pretrained"] = mean_std([act[s]["validity"][-1] - pre[s]["validity"] for s in seeds])
+    over_rec_f = [act[s]["coverage"][-1] / recf[s]["coverage"][-1] for s in seeds]
+    out["coverage_over_rec_f"] = mean_std(over_rec_f)
+    changes = against_pretrained(*evaluations_by_seed(result, "actflow", seeds=seeds))
+    out.update({k: mean_std(v) for k, v in changes.items()})
     out["validity_minus_rec_f"] = mean_std([act[s]["validity"][-1] - recf[s]["validity"][-1] for s in seeds])
     out["tilt_ess_per_round"] = mean_std([e for s in seeds for e in act[s].get("tilt_ess", []) if e is not None])
     found = result.get("discovered", {}).get("actflow", {})
     out["unknown_ring_fraction"] = mean_std([found.get(s, {}).get("unknown_ring_fraction") for s in seeds])
-    out["per_seed_coverage_over_rec_f"] = [act[s]["coverage"][-1] / recf[s]["coverage"][-1] for s in seeds]
+    out["per_seed_coverage_over_rec_f"] = over_rec_f
     return out
 
 
@@ -98,7 +101,8 @@ def main() -> int:
     summary: dict[str, Any] = {a: summarise(results[a], seeds) for a in order}
     summary["rec-f"] = recf
     plot(summary, order, [], RESULTS / f"{args.name}.png", "discrete QM9, balanced fine-tuning")
-    write_result(args.name, {"arms": arms, "seeds": seeds, "summary": summary}, started)
+    recorded = {a: os.path.relpath(path, RESULTS.parent.parent) for a, path in arms.items()}  # repo-relative
+    write_result(args.name, {"arms": recorded, "seeds": seeds, "summary": summary}, started)
     for a in order:
         row = summary[a]
         print(f"α = {a}: coverage {row['coverage']['mean']:.1f}, over Rec-F {row['coverage_over_rec_f']['mean']:.3f} "
