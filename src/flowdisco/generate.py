@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -20,6 +20,14 @@ from flowdisco.flow.solvers import GuidanceFn, NoiseSchedule
 from flowdisco.seeding import derive_seed, make_generator
 
 log = logging.getLogger(__name__)
+
+
+class Selection(Protocol):
+    """Chooses which of ``factor·n`` sampled candidates x [factor·n, *shape] are kept: indices [n]."""
+
+    factor: int
+
+    def __call__(self, x: Tensor, mask: Tensor | None, n: int, generator: torch.Generator) -> Tensor: ...
 
 
 @dataclass
@@ -57,7 +65,7 @@ DEFAULT_CHUNK = 64
 def generate(model: Any, domain: Domain, n: int, *, generator: torch.Generator,
              steps: int = 100, solver: str = "euler", noise: NoiseSchedule | None = None,
              guidance: GuidanceFn | None = None, batch_size: int | None = None,
-             chunk_size: int | None = None) -> Generated:
+             chunk_size: int | None = None, selection: Selection | None = None) -> Generated:
     """Draw ``n`` designs from ``model`` and verify them with ``domain.check`` (never raises on
     verifier or decoder errors: such designs count as invalid).
 
@@ -65,6 +73,10 @@ def generate(model: Any, domain: Domain, n: int, *, generator: torch.Generator,
     seeded by (one draw of ``generator``, i). Under ``torchrun`` each rank samples, decodes and verifies
     the chunks i ≡ rank (mod world size) and the chunks are gathered, so every rank returns the same
     n designs — the same as one process does.
+
+    ``selection`` (e.g. :class:`flowdisco.expand.selection.UncertaintySelection`): each chunk of m designs
+    is chosen from ``selection.factor·m`` candidates by ``selection(x, mask, m, generator)``; only the
+    kept ones are decoded and verified.
     """
     chunk = chunk_size or DEFAULT_CHUNK
     if chunk < 1:
@@ -75,11 +87,15 @@ def generate(model: Any, domain: Domain, n: int, *, generator: torch.Generator,
     decoded: dict[int, list[Any]] = {}
     for i in range(dist.rank(), len(starts), dist.world_size()):
         m = min(chunk, n - starts[i])
+        drawn = m * (selection.factor if selection is not None else 1)
         gen = make_generator(derive_seed(base, "chunk", i))
-        mask = domain.sample_masks(m, gen)
+        mask = domain.sample_masks(drawn, gen)
         g = guidance.fork(make_generator(derive_seed(base, "guidance", i))) if hasattr(guidance, "fork") else guidance
-        x = model.sample(m, steps=steps, solver=solver, generator=gen, noise=noise, guidance=g, mask=mask,
+        x = model.sample(drawn, steps=steps, solver=solver, generator=gen, noise=noise, guidance=g, mask=mask,
                          batch_size=batch_size).cpu()
+        if selection is not None:
+            keep = selection(x, mask, m, gen)
+            x, mask = x[keep], (mask[keep] if mask is not None else None)
         faults.point("sample")
         decoded[i] = domain.decode_safe(x)
         mine[i] = (x, mask.cpu() if mask is not None else None, domain.check(decoded[i]))

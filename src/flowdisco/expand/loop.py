@@ -10,7 +10,10 @@
 
 Discrete (masked) flows cannot take gradient guidance: there ActFlow samples without guidance and
 explores through reward-tilted fine-tuning instead — the valid designs are weighted by
-softmax(log p_θ/p_gen + σ/α) in the denoising loss (see :mod:`flowdisco.expand.tilt`).
+softmax(log p_θ/p_gen + σ/α) in the denoising loss (see :mod:`flowdisco.expand.tilt`). With
+select_factor k > 1 it also chooses each round's designs from k·B candidates, resampled towards
+p_θ·exp(σ/α) before they are verified (see :mod:`flowdisco.expand.selection`); log p_gen stays the
+drawing model's likelihood, without the selection.
 
 The three methods share every step and the budget (samples per round, fine-tuning steps, rounds):
   actflow  guidance on (discrete: tilted fine-tuning), fine-tune on valid designs
@@ -42,6 +45,7 @@ from flowdisco.expand.balance import balance_weights, neighbour_counts
 from flowdisco.expand.buffer import DesignBuffer
 from flowdisco.expand.exploration import WEIGHTINGS, UncertaintyGuidance
 from flowdisco.expand.representation import Representation
+from flowdisco.expand.selection import UncertaintySelection
 from flowdisco.expand.state import RoundStore
 from flowdisco.expand.surrogates import SURROGATES, Surrogate, make_surrogate
 from flowdisco.expand.tilt import effective_sample_size, tilt_weights
@@ -99,6 +103,11 @@ class ExpandConfig:
     # discrete models: clip |log p_θ − log p_gen| of the tilt weights at this many nats (None: no clip).
     # Fine-tuning raises p_θ on the designs it was weighted towards, so unclipped ratios feed back.
     tilt_log_ratio_clip: float | None = None
+    # ActFlow without gradient guidance (discrete models): each design of a round is chosen from this many
+    # candidates of p_θ, resampled towards p_θ·exp(r/select_alpha) before it is verified (expand/selection.py);
+    # 1: off. select_alpha None: tilt_alpha
+    select_factor: int = 1
+    select_alpha: float | None = None
     anchor_weight: float = 0.0  # α: replay of the original training data inside UpdateFlow
     # density balancing of UpdateFlow's data (expand/balance.py): each valid design weighted by
     # (its neighbours within the radius, in the domain's descriptor distance)^(−power); 0: off
@@ -152,6 +161,13 @@ class ExpandConfig:
             raise ValueError(f"tilt_alpha must be > 0, got {self.tilt_alpha}")
         if self.tilt_log_ratio_clip is not None and not self.tilt_log_ratio_clip >= 0:
             raise ValueError(f"tilt_log_ratio_clip must be ≥ 0 or None, got {self.tilt_log_ratio_clip}")
+        if self.select_factor < 1:
+            raise ValueError(f"select_factor must be ≥ 1, got {self.select_factor}")
+        if self.select_alpha is not None and not self.select_alpha > 0:
+            raise ValueError(f"select_alpha must be > 0 or None, got {self.select_alpha}")
+        if self.select_factor > 1 and self.method != "actflow":
+            raise ValueError(f"select_factor selects designs by the surrogate's uncertainty, which only actflow "
+                             f"fits; {self.method} samples plainly (leave select_factor at 1)")
         if self.elbo_samples < 1:
             raise ValueError(f"elbo_samples must be ≥ 1, got {self.elbo_samples}")
         if self.guidance_strength < 0:
@@ -361,16 +377,20 @@ class _Loop:
             saved = self.store.pending_dir(r) / "surrogate_inputs.safetensors"
             self.surrogate_inputs = load_tensors(saved) if saved.is_file() else None
         else:
-            guidance = None
-            if cfg.method == "actflow" and not self.discrete:
+            guidance = selection = None
+            if cfg.method == "actflow" and (not self.discrete or cfg.select_factor > 1):
                 ts = time.perf_counter()
-                guidance = self._guidance(r)
+                guidance = None if self.discrete else self._guidance(r)
+                if cfg.select_factor > 1:
+                    selection = self._selection(r, guidance)
                 record["surrogate_seconds"] = time.perf_counter() - ts
             ts = time.perf_counter()
-            g = self._sample(cfg.samples_per_round, make_generator(self.seed("sample", r)), guidance)
+            g = self._sample(cfg.samples_per_round, make_generator(self.seed("sample", r)), guidance, selection)
             record["sample_verify_seconds"] = time.perf_counter() - ts
             if guidance is not None:
                 record.update(self._drawn_uncertainty(r, guidance, g))
+            if selection is not None:
+                record.update(selection.summary())
             if self.store is not None:
                 if self.surrogate_inputs is not None:
                     self.store.save_pending_tensors(r, "surrogate_inputs", self.surrogate_inputs)
@@ -409,6 +429,18 @@ class _Loop:
         fitted = self._fit_surrogate(r)
         return round_guidance(fitted.rep, fitted.surrogate, self.cfg, round_=r)
 
+    def _selection(self, r: int, guidance: UncertaintyGuidance | None) -> UncertaintySelection:
+        """The round's uncertainty selection: on the guidance's φ and surrogate, or (no guidance: discrete
+        models) on a surrogate fitted to the whole buffer, as the tilt of this round fits it."""
+        cfg = self.cfg
+        if guidance is not None:
+            rep, surrogate = guidance.rep, guidance.surrogate
+        else:
+            fitted = self._fit_surrogate(r)
+            rep, surrogate = fitted.rep, fitted.surrogate
+        alpha = cfg.select_alpha if cfg.select_alpha is not None else cfg.tilt_alpha
+        return UncertaintySelection(rep, surrogate, alpha, cfg.select_factor, cfg.mean_weight)
+
     def _drawn_uncertainty(self, r: int, guidance: UncertaintyGuidance, g: Generated) -> dict[str, float]:
         """The surrogate's σ over the designs the guided sampler drew (10/50/90 % quantiles), the same over
         the buffer it was fitted on, and their joint spread: (the higher 90 % quantile − the lower 10 %
@@ -440,12 +472,13 @@ class _Loop:
     def discrete(self) -> bool:
         return getattr(self.model, "kind", "continuous") == "discrete"
 
-    def _sample(self, n: int, gen: torch.Generator, guidance: UncertaintyGuidance | None) -> Generated:
+    def _sample(self, n: int, gen: torch.Generator, guidance: UncertaintyGuidance | None,
+                selection: UncertaintySelection | None = None) -> Generated:
         if self.discrete:  # the masked flow's own sampler (no SDE, no gradient guidance)
             return generate(self.model, self.dom, n, generator=gen, steps=self.cfg.sampler_steps,
-                            chunk_size=self.cfg.sample_chunk)
+                            chunk_size=self.cfg.sample_chunk, selection=selection)
         return generate(self.model, self.dom, n, generator=gen, steps=self.cfg.sampler_steps, solver="euler-maruyama",
-                        noise=self.schedule, guidance=guidance, chunk_size=self.cfg.sample_chunk)
+                        noise=self.schedule, guidance=guidance, chunk_size=self.cfg.sample_chunk, selection=selection)
 
     def _tilting(self) -> bool:
         return self.discrete and self.cfg.method == "actflow"
