@@ -399,3 +399,34 @@ def test_the_shipped_discrete_qm9_model_is_a_working_generator():
     # measured 0.74 ± 0.03 own validity at 50 steps (BENCHMARKS.md); a broken file or decoder gives ~0
     assert g.valid.mean() > 0.5, g.valid.mean()
     assert len(set(np.array(g.designs)[g.valid])) > 0.9 * g.valid.sum()  # not one molecule over and over
+
+
+def test_descriptor_representation_gives_unit_fingerprints_and_zero_for_undecodable_designs():
+    from flowdisco.expand.representation import DescriptorRepresentation, make_representation
+
+    class OneUndecodable(QM9):
+        def decode_safe(self, x):
+            out = super().decode_safe(x)
+            return [*out[:-1], None]
+
+    spec = GraphSpec()
+    x = torch.stack([spec.encode(s) for s in ("CCO", "OCC", "c1ccccc1", "CCN")])
+    feats = make_representation(None, "descriptors", 1.0, OneUndecodable(max_train=10)).features(x)
+    assert feats.shape == (4, 2048)
+    assert torch.equal(feats[0], feats[1])  # one molecule, two SMILES
+    assert torch.allclose(feats[:3].norm(dim=1), torch.ones(3))
+    cos = float(feats[0] @ feats[2])
+    bits = QM9(max_train=10).descriptors(["CCO", "c1ccccc1"]).float()
+    assert cos == pytest.approx(float(bits[0] @ bits[1]) / float(bits[0].norm() * bits[1].norm()))
+    assert not feats[3].any()  # the design that did not decode
+    with pytest.raises(ValueError, match="needs a domain with descriptors"):
+        make_representation(None, "descriptors", 1.0)
+    assert isinstance(make_representation(None, "descriptors", 1.0, QM9(max_train=10)), DescriptorRepresentation)
+
+
+def test_descriptor_representation_refuses_gradient_guidance_of_a_continuous_model():
+    from flowdisco.domains.toy2d import Toy2D
+
+    model = fd.FlowModel("mlp", {"shape": [2], "width": 8, "depth": 1}, (2,))
+    with pytest.raises(ValueError, match="no gradient"):
+        fd.expand(model, Toy2D(n_train=16), rounds=1, representation_layer="descriptors", progress=False)

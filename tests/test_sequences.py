@@ -202,13 +202,15 @@ def test_one_round_expand_on_sequence_domains_with_a_tiny_model(make, method, tm
     assert torch.equal(again.buffer.x, run.buffer.x)
 
 
-def test_actflow_selection_on_a_discrete_domain_keeps_the_round_size_and_resumes(tmp_path):
+@pytest.mark.parametrize("layer", ["encoder_head", "descriptors"])
+def test_actflow_selection_on_a_discrete_domain_keeps_the_round_size_and_resumes(layer, tmp_path):
     dom = LaxPeptides(discrete=True)
     model = fd.pretrain(dom, steps=20, seed=0, progress=False, batch_size=16,
                         network_kwargs={"dim": 32, "depth": 1, "heads": 2})
     settings = {"rounds": 1, "samples_per_round": 8, "finetune_steps": 3, "finetune_batch": 8, "warmup_valid": 4,
                 "warmup_batch": 16, "max_warmup_batches": 5, "sampler_steps": 6, "eval_every": 0,
-                "surrogate_options": {"lengthscale": 0.5}, "select_factor": 4, "select_alpha": 0.05}
+                "surrogate_options": {"lengthscale": 0.5}, "select_factor": 4, "select_alpha": 0.05,
+                "representation_layer": layer}
     run = fd.expand(model, dom, method="actflow", run_dir=tmp_path / "run", progress=False, **settings)
     h = run.history[1]
     assert h["n_generated"] == 8 and h["select_factor"] == 4  # 32 candidates drawn, 8 kept and verified

@@ -44,7 +44,12 @@ from flowdisco.evaluate import evaluate, rejection_counts
 from flowdisco.expand.balance import balance_weights, neighbour_counts
 from flowdisco.expand.buffer import DesignBuffer
 from flowdisco.expand.exploration import WEIGHTINGS, UncertaintyGuidance
-from flowdisco.expand.representation import Representation
+from flowdisco.expand.representation import (
+    DESCRIPTORS,
+    DescriptorRepresentation,
+    Representation,
+    make_representation,
+)
 from flowdisco.expand.selection import UncertaintySelection
 from flowdisco.expand.state import RoundStore
 from flowdisco.expand.surrogates import SURROGATES, Surrogate, make_surrogate
@@ -243,6 +248,10 @@ def expand(model: FlowModel | str | os.PathLike, domain: str | Domain, method: s
                       finetune_steps=finetune_steps, seed=seed, **options)
     base = FlowModel.load(model) if isinstance(model, (str, os.PathLike)) else model
     dom.check_design_shape(base.shape)
+    if (cfg.representation_layer == DESCRIPTORS and cfg.method == "actflow" and cfg.guidance_strength > 0
+            and getattr(base, "kind", "continuous") != "discrete"):
+        raise ValueError("representation_layer='descriptors' has no gradient for ActFlow's guidance of a continuous "
+                         "model: set guidance_strength=0 (and explore by select_factor) or use a network layer")
     if getattr(dom, "data_file", None):
         dom.splits()  # a bad data file fails here, before the run directory is written
     work = base.clone()
@@ -260,7 +269,7 @@ def expand(model: FlowModel | str | os.PathLike, domain: str | Domain, method: s
 class RoundSurrogate(NamedTuple):
     """What ActFlow fits at the start of a round (see ``fit_round_surrogate``)."""
 
-    rep: Representation
+    rep: Representation | DescriptorRepresentation
     features: torch.Tensor  # [N, d] φ of every buffered design
     surrogate: Surrogate
     fit_features: torch.Tensor  # [M, d] the rows it was fitted on
@@ -268,11 +277,12 @@ class RoundSurrogate(NamedTuple):
 
 
 def fit_round_surrogate(model: FlowModel, buffer: DesignBuffer, cfg: ExpandConfig, *, round_: int,
-                        fit_on: torch.Tensor | None = None) -> RoundSurrogate:
+                        fit_on: torch.Tensor | None = None, domain: Domain | None = None) -> RoundSurrogate:
     """What ActFlow fits at the start of round ``round_``: the representation φ of ``model``, the φ-features
     [N, d] of the whole buffer, and the surrogate fitted on the designs selected by ``fit_on`` [N] bool
-    (default: all) against their validity. Seeds derive from ``cfg.seed`` and the round, as in ``expand``."""
-    rep = Representation(model, cfg.representation_layer, cfg.representation_time)
+    (default: all) against their validity. Seeds derive from ``cfg.seed`` and the round, as in ``expand``.
+    ``domain``: needed for ``representation_layer="descriptors"``."""
+    rep = make_representation(model, cfg.representation_layer, cfg.representation_time, domain)
     feats = rep.features(buffer.x, buffer.mask, generator=make_generator(derive_seed(cfg.seed, "phi", round_)))
     x, labels = (feats, buffer.valid) if fit_on is None else (feats[fit_on], buffer.valid[fit_on])
     surrogate = make_surrogate(cfg.surrogate, **cfg.surrogate_options)
@@ -421,7 +431,7 @@ class _Loop:
 
     def _fit_surrogate(self, r: int, fit_on: torch.Tensor | None = None) -> RoundSurrogate:
         """``fit_round_surrogate`` on the buffer, keeping what it was fitted on for the round's commit."""
-        fitted = fit_round_surrogate(self.model, self.buffer, self.cfg, round_=r, fit_on=fit_on)
+        fitted = fit_round_surrogate(self.model, self.buffer, self.cfg, round_=r, fit_on=fit_on, domain=self.dom)
         self.surrogate_inputs = {"features": fitted.fit_features, "labels": fitted.fit_labels.to(torch.uint8)}
         return fitted
 

@@ -7,9 +7,13 @@ inversion nor the noise latent, and it changes whenever θ changes, so the featu
 buffer are recomputed every round.
 
 With ``layer=None`` φ is the raw design itself (the paper's 2-D toy), flattened, not normalised.
+With ``layer="descriptors"`` (:class:`DescriptorRepresentation`, beyond the paper) the features are the
+domain's own descriptors of the decoded designs: fixed, not learned, and without gradients.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -86,3 +90,45 @@ def pool(h: Tensor, mask: Tensor | None) -> Tensor:
     # [:, :n]: token graphs (molecule domains' discrete variants) list their n atoms before their pairs
     m = mask.reshape(mask.shape[0], mask.shape[1], -1)[:, : h.shape[1], :1].to(h.dtype)
     return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+DESCRIPTORS = "descriptors"  # representation_layer value: the domain's own descriptors instead of a layer
+
+
+class DescriptorRepresentation:
+    """Features [B, d] of designs x [B, *shape]: the domain's descriptors of the decoded designs (molecules:
+    Morgan fingerprints), L2-normalised; a design that does not decode gets the zero vector.
+
+    Not φ of the paper (a layer of the network): it does not change with θ and has no gradient, so it
+    serves reward-tilted fine-tuning and uncertainty selection, not gradient guidance. The call
+    signature is that of :class:`Representation` (mask and generator are not used).
+    """
+
+    def __init__(self, domain: Any) -> None:
+        self.domain = domain
+        self.layer, self.s = DESCRIPTORS, 1.0
+
+    def __call__(self, x: Tensor, mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        designs = self.domain.decode_safe(x.cpu())
+        ok = [i for i, d in enumerate(designs) if d is not None]
+        feats = None
+        if ok:
+            desc = self.domain.descriptors([designs[i] for i in ok]).double()
+            feats = torch.zeros(x.shape[0], desc.shape[1], dtype=torch.float64)
+            feats[torch.tensor(ok)] = desc / desc.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return (feats if feats is not None else torch.zeros(x.shape[0], 1, dtype=torch.float64)).float()
+
+    def features(self, x: Tensor, mask: Tensor | None = None, generator: torch.Generator | None = None,
+                 batch_size: int = 1024) -> Tensor:
+        """The same for many designs: [N, d]."""
+        return self(x, mask, generator)
+
+
+def make_representation(model: nn.Module, layer: str | None, s: float,
+                        domain: Any = None) -> Representation | DescriptorRepresentation:
+    """φ_s read at ``layer`` of the model's network, or (``layer="descriptors"``) the domain's descriptors."""
+    if layer == DESCRIPTORS:
+        if domain is None or not hasattr(domain, "descriptors"):
+            raise ValueError("representation_layer='descriptors' needs a domain with descriptors")
+        return DescriptorRepresentation(domain)
+    return Representation(model, layer, s)

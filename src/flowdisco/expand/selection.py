@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from flowdisco.expand.representation import Representation
+from flowdisco.expand.representation import DescriptorRepresentation, Representation
 from flowdisco.expand.surrogates import Surrogate
 
 
@@ -30,7 +30,7 @@ class UncertaintySelection:
     Each call appends (mean reward of the candidates, mean reward of the kept ones, count) to ``log``.
     """
 
-    def __init__(self, rep: Representation, surrogate: Surrogate, alpha: float, factor: int,
+    def __init__(self, rep: Representation | DescriptorRepresentation, surrogate: Surrogate, alpha: float, factor: int,
                  mean_weight: float = 0.0) -> None:
         if alpha <= 0:
             raise ValueError(f"selection temperature α must be > 0, got {alpha}")
