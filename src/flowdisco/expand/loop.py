@@ -110,8 +110,9 @@ class ExpandConfig:
     tilt_log_ratio_clip: float | None = None
     # ActFlow without gradient guidance (discrete models): each design of a round is chosen from this many
     # candidates of p_θ, resampled towards p_θ·exp(r/select_alpha) before it is verified (expand/selection.py);
-    # 1: off. select_alpha None: tilt_alpha
-    select_factor: int = 1
+    # None or 1: off (None, like every option added after runs existed, so older run directories resume).
+    # select_alpha None: tilt_alpha
+    select_factor: int | None = None
     select_alpha: float | None = None
     anchor_weight: float = 0.0  # α: replay of the original training data inside UpdateFlow
     # density balancing of UpdateFlow's data (expand/balance.py): each valid design weighted by
@@ -133,6 +134,11 @@ class ExpandConfig:
     eval_valid: int = 500
     keep_every: int = 0  # keep model snapshots of every k-th round (0: only round 0 and the latest)
     seed: int = 0
+
+    @property
+    def selecting(self) -> bool:
+        """Whether ActFlow chooses each round's designs from several candidates (uncertainty selection)."""
+        return (self.select_factor or 1) > 1
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -166,13 +172,13 @@ class ExpandConfig:
             raise ValueError(f"tilt_alpha must be > 0, got {self.tilt_alpha}")
         if self.tilt_log_ratio_clip is not None and not self.tilt_log_ratio_clip >= 0:
             raise ValueError(f"tilt_log_ratio_clip must be ≥ 0 or None, got {self.tilt_log_ratio_clip}")
-        if self.select_factor < 1:
-            raise ValueError(f"select_factor must be ≥ 1, got {self.select_factor}")
+        if self.select_factor is not None and self.select_factor < 1:
+            raise ValueError(f"select_factor must be ≥ 1 or None, got {self.select_factor}")
         if self.select_alpha is not None and not self.select_alpha > 0:
             raise ValueError(f"select_alpha must be > 0 or None, got {self.select_alpha}")
-        if self.select_factor > 1 and self.method != "actflow":
+        if self.selecting and self.method != "actflow":
             raise ValueError(f"select_factor selects designs by the surrogate's uncertainty, which only actflow "
-                             f"fits; {self.method} samples plainly (leave select_factor at 1)")
+                             f"fits; {self.method} samples plainly (leave select_factor unset)")
         if self.elbo_samples < 1:
             raise ValueError(f"elbo_samples must be ≥ 1, got {self.elbo_samples}")
         if self.guidance_strength < 0:
@@ -388,10 +394,10 @@ class _Loop:
             self.surrogate_inputs = load_tensors(saved) if saved.is_file() else None
         else:
             guidance = selection = None
-            if cfg.method == "actflow" and (not self.discrete or cfg.select_factor > 1):
+            if cfg.method == "actflow" and (not self.discrete or cfg.selecting):
                 ts = time.perf_counter()
                 guidance = None if self.discrete else self._guidance(r)
-                if cfg.select_factor > 1:
+                if cfg.selecting:
                     selection = self._selection(r, guidance)
                 record["surrogate_seconds"] = time.perf_counter() - ts
             ts = time.perf_counter()
