@@ -107,9 +107,11 @@ class KillingToy(Toy2D):
         return super().verify(designs)
 
 
-@pytest.mark.parametrize("phase", ["sampling", "finetune-start", "finetune-mid"])
+@pytest.mark.parametrize("phase", ["sampling", "finetune-start", "finetune-mid", "finetune-start, selecting"])
 def test_killed_run_resumes_to_the_uninterrupted_result(pretrained, tmp_path, monkeypatch, phase):
-    reference = fd.expand(pretrained, "toy2d", rounds=2, seed=3, progress=False, **FAST)
+    # selecting: the round's sampling record (selection statistics) must come back from its pending samples
+    options = {**FAST, "select_factor": 4} if phase.endswith("selecting") else FAST
+    reference = fd.expand(pretrained, "toy2d", rounds=2, seed=3, progress=False, **options)
     d = tmp_path / "r"
     if phase == "sampling":
         dom = KillingToy(kill_at_call=3)  # warm-up: 1 batch call, round 1: 1, round 2: killed
@@ -118,7 +120,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(pretrained, tmp_path, mo
     else:
         def killing_fit(model, data, config, **kw):
             if config.desc == "round 2 update":
-                if phase == "finetune-start":
+                if phase.startswith("finetune-start"):
                     raise Killed
                 def on_log(rec):
                     if rec["step"] > 50:  # after the checkpoint at step 50
@@ -128,12 +130,14 @@ def test_killed_run_resumes_to_the_uninterrupted_result(pretrained, tmp_path, mo
 
         monkeypatch.setattr(loop_module, "fit", killing_fit)
         with pytest.raises(Killed):
-            fd.expand(pretrained, "toy2d", rounds=2, seed=3, run_dir=d, progress=False, **FAST)
+            fd.expand(pretrained, "toy2d", rounds=2, seed=3, run_dir=d, progress=False, **options)
         monkeypatch.setattr(loop_module, "fit", real_fit)
         assert (d / "state" / "pending-00002" / "samples.json").is_file()
     assert json.loads((d / "state" / "LATEST.json").read_text())["round"] == 1
-    resumed = fd.expand(pretrained, "toy2d", rounds=2, seed=3, run_dir=d, resume=True, progress=False, **FAST)
+    resumed = fd.expand(pretrained, "toy2d", rounds=2, seed=3, run_dir=d, resume=True, progress=False, **options)
     _same_run(reference, resumed)
+    if "select_factor" in options:
+        assert resumed.history[2]["select_factor"] == 4
 
 
 def test_resume_refuses_other_settings(pretrained, tmp_path):

@@ -100,7 +100,7 @@ class ExpandConfig:
     guidance_max_norm: float | None = None
     mean_weight: float = 0.0  # 0: task-agnostic (pure uncertainty)
     representation_time: float = 1.0  # s
-    representation_layer: str | None = None  # None: the raw design
+    representation_layer: str | None = None  # None: the raw design; "descriptors": the domain's descriptors
     surrogate: str = "gp"
     surrogate_options: dict[str, Any] = field(default_factory=dict)
     tilt_alpha: float = 0.005  # discrete models: temperature α of reward-tilted fine-tuning (WDCE)
@@ -410,8 +410,9 @@ class _Loop:
             if self.store is not None:
                 if self.surrogate_inputs is not None:
                     self.store.save_pending_tensors(r, "surrogate_inputs", self.surrogate_inputs)
+                kept = ("surrogate_sigma", "select_")  # what the round's record says of sampling, kept on resume
                 self.store.save_pending_samples(r, g, {k: v for k, v in record.items()
-                                                       if k.endswith("seconds") or k.startswith("surrogate_sigma")})
+                                                       if k.endswith("seconds") or k.startswith(kept)})
         known = self._valid_keys()
         new_valid = {self.dom.key(d) for d, v in zip(g.designs, g.valid, strict=True) if v} - known
         known |= new_valid
