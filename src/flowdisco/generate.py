@@ -76,7 +76,7 @@ def generate(model: Any, domain: Domain, n: int, *, generator: torch.Generator,
 
     ``selection`` (e.g. :class:`flowdisco.expand.selection.UncertaintySelection`): each chunk of m designs
     is chosen from ``selection.factor·m`` candidates by ``selection(x, mask, m, generator)``; only the
-    kept ones are decoded and verified.
+    kept ones are verified.
     """
     chunk = chunk_size or DEFAULT_CHUNK
     if chunk < 1:

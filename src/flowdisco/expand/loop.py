@@ -108,8 +108,9 @@ class ExpandConfig:
     # discrete models: clip |log p_θ − log p_gen| of the tilt weights at this many nats (None: no clip).
     # Fine-tuning raises p_θ on the designs it was weighted towards, so unclipped ratios feed back.
     tilt_log_ratio_clip: float | None = None
-    # ActFlow without gradient guidance (discrete models): each design of a round is chosen from this many
-    # candidates of p_θ, resampled towards p_θ·exp(r/select_alpha) before it is verified (expand/selection.py);
+    # ActFlow (the sampling-time exploration of discrete models, which gradient guidance cannot steer; on top
+    # of guidance for continuous ones): each design of a round is chosen from this many candidates of the
+    # sampler, resampled towards p·exp(r/select_alpha) before it is verified (expand/selection.py);
     # None or 1: off (None, like every option added after runs existed, so older run directories resume).
     # select_alpha None: tilt_alpha
     select_factor: int | None = None

@@ -6,8 +6,9 @@ buffer; selection changes *which* designs get verified. Each design of a round i
 ``factor`` candidates drawn from p_θ by sampling-importance-resampling towards the same target as the
 tilt, q(x) ∝ p_θ(x)·exp(r(x)/α) with r = σ + mean_weight·μ of the round's surrogate on φ-features:
 ``n`` of the ``factor·n`` candidates are drawn without replacement with probability ∝ exp(r/α) (the
-Gumbel-top-k trick). Only the kept designs are decoded and verified, so the verifier budget of a round
-is the same as without selection; the extra cost is sampling and φ of the candidates.
+Gumbel-top-k trick). Only the kept designs are verified, so the verifier budget of a round is the same
+as without selection; the extra cost is sampling and φ of the candidates (with the descriptor
+representation, decoding them).
 
 factor = 1 keeps every candidate (plain sampling). α → ∞ keeps a uniform draw; α → 0 the n candidates
 of highest reward.
