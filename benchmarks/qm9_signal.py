@@ -97,9 +97,7 @@ def one_state(dom: Any, state: str, n: int, seed: int) -> dict[str, Any]:
         fitted = fit_round_surrogate(model, buf, sig_cfg, round_=r + 1, domain=dom)
         feats = fitted.rep.features(g.x, g.mask, generator=make_generator(derive_seed(seed, "phi", state)))
         with torch.no_grad():
-            reward = fitted.surrogate.uncertainty(feats).double()
-            if mean_weight:
-                reward = reward + mean_weight * fitted.surrogate.mean(feats).double()
+            reward = fitted.surrogate.reward(feats, mean_weight, torch.float64)
         top = reward.topk(n // TOP_SHARE).indices
         ok = ~torch.isnan(novelty)
         out[name] = {"spearman_novelty": _spearman(reward[ok], novelty[ok]),

@@ -109,3 +109,14 @@ def test_ensemble_is_uncertain_far_from_its_data_and_deterministic():
 def test_unknown_surrogate_lists_the_options():
     with pytest.raises(ValueError, match="available: gp, ensemble"):
         make_surrogate("forest")
+
+
+def test_reward_is_sigma_plus_weighted_mean_in_the_asked_dtype():
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    gp = GPSurrogate(lengthscale=0.7).fit(x, torch.tensor([1.0, 0.0, 1.0]))
+    q = torch.tensor([[0.5, 0.5], [2.0, 2.0]])
+    assert torch.equal(gp.reward(q), gp.uncertainty(q))
+    expected = gp.uncertainty(q).double() + 0.3 * gp.mean(q).double()
+    r = gp.reward(q, 0.3, torch.float64)
+    assert r.dtype == torch.float64 and torch.equal(r, expected)
+    assert float(gp.mean(q)[0]) != 0.0  # the weighted mean term really enters

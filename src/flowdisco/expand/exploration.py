@@ -46,11 +46,7 @@ class UncertaintyGuidance:
 
     def reward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """r(x) [B] of designs x [B, *shape] (differentiable)."""
-        f = self.rep(x, mask, self.generator)
-        r = self.surrogate.uncertainty(f)
-        if self.mean_weight:
-            r = r + self.mean_weight * self.surrogate.mean(f)
-        return r
+        return self.surrogate.reward(self.rep(x, mask, self.generator), self.mean_weight)
 
     def __call__(self, state: GuidanceState) -> Tensor:
         r = self.reward(state.x1_hat, state.mask)

@@ -520,9 +520,7 @@ class _Loop:
         fitted = self._fit_surrogate(r, fit_on=self.buffer.round < r)
         feats, surrogate = fitted.features, fitted.surrogate
         sel = self.buffer.valid
-        reward = surrogate.uncertainty(feats[sel]).double()
-        if cfg.mean_weight:
-            reward = reward + cfg.mean_weight * surrogate.mean(feats[sel]).double()
+        reward = surrogate.reward(feats[sel], cfg.mean_weight, torch.float64)
         data = self.buffer.data(only_valid=True)
         logp_now = self.model.elbo(data["x"], data.get("mask"), n_mc=cfg.elbo_samples,
                                    seeds=content_seeds(data["x"], self.seed("elbo"))).double()

@@ -45,10 +45,7 @@ class UncertaintySelection:
         """r(x) = σ(φ(x)) + mean_weight·μ(φ(x)) [B] for designs x [B, *shape] (no gradients)."""
         feats = self.rep.features(x, mask, generator=generator)
         with torch.no_grad():
-            r = self.surrogate.uncertainty(feats).double()
-            if self.mean_weight:
-                r = r + self.mean_weight * self.surrogate.mean(feats).double()
-        return r
+            return self.surrogate.reward(feats, self.mean_weight, torch.float64)
 
     def __call__(self, x: Tensor, mask: Tensor | None, n: int, generator: torch.Generator) -> Tensor:
         """Indices [n] (ascending) of the candidates kept out of x [B, *shape], B ≥ n."""

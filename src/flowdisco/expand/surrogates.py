@@ -42,6 +42,17 @@ class Surrogate:
     def mean(self, features: Tensor) -> Tensor:
         return torch.zeros(features.shape[0], dtype=features.dtype, device=features.device)
 
+    def reward(self, features: Tensor, mean_weight: float = 0.0, dtype: torch.dtype | None = None) -> Tensor:
+        """ActFlow's exploration reward r = σ + mean_weight·μ [M] at features [M, d], differentiable in them;
+        σ and μ are cast to ``dtype`` (if given) before they are added. The one definition of r for
+        guidance, the tilt and selection."""
+        r = self.uncertainty(features)
+        r = r if dtype is None else r.to(dtype)
+        if mean_weight:
+            mu = self.mean(features)
+            r = r + mean_weight * (mu if dtype is None else mu.to(dtype))
+        return r
+
 
 def greedy_subset(x: Tensor, radius: float, max_points: int | None = None, block: int = 64) -> Tensor:
     """Indices of a sphere-exclusion subset of x [N, d] (in order; each kept point is farther than
