@@ -17,7 +17,6 @@ Writes benchmarks/results/NAME.json.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import time
@@ -30,6 +29,7 @@ from common import mean_std, write_result
 from flowdisco.domains import get_domain
 from flowdisco.expand.loop import found_in_rounds
 from flowdisco.expand.state import RoundStore
+from flowdisco.io import read_json
 
 
 def parse_arm(text: str) -> tuple[str, list[Path]]:
@@ -43,14 +43,11 @@ def parse_arm(text: str) -> tuple[str, list[Path]]:
     return label, paths
 
 
-def found(run_dir: Path) -> tuple[str, list[Any], int]:
-    """The run's domain name, its distinct valid designs of rounds ≥ 1, and how many designs those rounds
-    generated (verifier calls)."""
-    config = json.loads((run_dir / "config.json").read_text())
-    dom = get_domain(config["domain"])
+def found(run_dir: Path, dom: Any) -> tuple[list[Any], int]:
+    """The run's distinct valid designs of rounds ≥ 1, and how many designs those rounds generated
+    (verifier calls)."""
     _, buf = RoundStore(run_dir / "state", writable=False).load_buffer(dom.shape)
-    designs = list(found_in_rounds(buf, dom).values())
-    return config["domain"], designs, int((buf.round > 0).sum())
+    return list(found_in_rounds(buf, dom).values()), int((buf.round > 0).sum())
 
 
 def main() -> None:
@@ -65,18 +62,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.time()
     arms = dict(parse_arm(a) for a in args.arm)
-    runs = {label: [found(p) for p in paths] for label, paths in arms.items()}
-    domains = {name for rows in runs.values() for name, _, _ in rows}
+    domains = {read_json(p / "config.json", what="run config")["domain"] for paths in arms.values() for p in paths}
     if len(domains) != 1:
         raise SystemExit(f"the runs are of different domains ({', '.join(sorted(domains))})")
     dom = get_domain(domains.pop())
-    count = args.count or min(len(d) for rows in runs.values() for _, d, _ in rows)
+    runs = {label: [found(p, dom) for p in paths] for label, paths in arms.items()}
+    count = args.count or min(len(d) for rows in runs.values() for d, _ in rows)
     thresholds = [dom.coverage_threshold, *getattr(dom, "extra_coverage_thresholds", ())]
     rng = random.Random(args.seed)
     per_arm: dict[str, Any] = {}
     for label, rows in runs.items():
         per_run = []
-        for (_, designs, generated), path in zip(rows, arms[label], strict=True):
+        for (designs, generated), path in zip(rows, arms[label], strict=True):
             if len(designs) < count:
                 raise SystemExit(f"{path} found {len(designs)} valid designs, fewer than --count {count}")
             cov = {t: [] for t in thresholds}

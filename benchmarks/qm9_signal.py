@@ -31,7 +31,6 @@ checkout). Writes benchmarks/results/qm9_discrete_signal.json.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -44,9 +43,10 @@ from common import mean_std, write_result
 from flowdisco.domains import get_domain
 from flowdisco.expand.buffer import DesignBuffer
 from flowdisco.expand.loop import ExpandConfig, fit_round_surrogate
-from flowdisco.flow.model import FlowModel, load_weights_strict
+from flowdisco.expand.state import RoundStore
+from flowdisco.flow.model import FlowModel
 from flowdisco.generate import generate
-from flowdisco.io import load_tensors
+from flowdisco.io import read_json
 from flowdisco.seeding import derive_seed, make_generator
 
 DEFAULT_STATES = [f"runs/bench-qm9d-bal1/{m}-s{s}@{r}" for r in (0, 12) for m, s in
@@ -69,13 +69,13 @@ def load_state(dom: Any, state: str) -> tuple[FlowModel, DesignBuffer, ExpandCon
     run_dir, sep, r = state.rpartition("@")
     if not sep or not r.isdigit():
         raise SystemExit(f"--states {state!r}: expected RUN_DIR@ROUND")
-    d = Path(run_dir) / "state" / f"round-{int(r):05d}"
+    store = RoundStore(Path(run_dir) / "state", writable=False)
+    d = store.round_dir(int(r))
     if not (d / "model.safetensors").is_file():
         raise SystemExit(f"{state}: no saved round {r} in {run_dir} (rounds 0 and the last are kept)")
-    stored = json.loads((Path(run_dir) / "config.json").read_text())["config"]
-    cfg = replace(ExpandConfig(), **stored)
+    cfg = replace(ExpandConfig(), **read_json(Path(run_dir) / "config.json", what="run config")["config"])
     model = FlowModel.load(dom.pretrained_model_path())
-    load_weights_strict(model.net, load_tensors(d / "model.safetensors"), source=d / "model.safetensors")
+    store.load_model_weights(int(r), model.net)
     return model, DesignBuffer.load(d / "buffer.safetensors", dom.shape), cfg, int(r)
 
 
