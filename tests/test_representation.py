@@ -40,7 +40,7 @@ def test_features_are_differentiable_for_guidance():
 
 
 def test_unknown_layer_lists_the_modules():
-    with pytest.raises(ValueError, match=r"no module 'nope'.*act\.1"):
+    with pytest.raises(ValueError, match=r"no module 'nope'.*act\.1.*'descriptors'"):
         Representation(_model(), layer="nope")
 
 

@@ -40,7 +40,8 @@ class Representation:
                 model.net.get_submodule(layer)
             except AttributeError:
                 names = [n for n, _ in model.net.named_modules() if n]
-                raise ValueError(f"network has no module {layer!r}; available: {', '.join(names[:30])}") from None
+                raise ValueError(f"network has no module {layer!r}; available: {', '.join(names[:30])} "
+                                 f"(or {DESCRIPTORS!r}: the domain's own descriptors)") from None
 
     def __call__(self, x: Tensor, mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         feats = x.reshape(x.shape[0], -1) if self.layer is None else self._hidden(x, mask, generator)
