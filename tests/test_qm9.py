@@ -419,6 +419,22 @@ def test_descriptor_representation_gives_unit_fingerprints_and_zero_for_undecoda
     bits = QM9(max_train=10).descriptors(["CCO", "c1ccccc1"]).float()
     assert cos == pytest.approx(float(bits[0] @ bits[1]) / float(bits[0].norm() * bits[1].norm()))
     assert not feats[3].any()  # the design that did not decode
+    plain = make_representation(None, "descriptors", 1.0, QM9(max_train=10))
+    assert torch.equal(plain.features(x, batch_size=3), plain.features(x))  # batched: the same rows
+
+    class NoneDecodes(QM9):
+        def decode_safe(self, x):
+            return [None] * x.shape[0]
+
+    nothing = make_representation(None, "descriptors", 1.0, NoneDecodes(max_train=10)).features(x[:2])
+    assert nothing.shape == (2, 2048) and not nothing.any()  # the width of the fitted features, not 1
+
+    class NoWidth(NoneDecodes):
+        def descriptors(self, designs):
+            return torch.as_tensor(np.asarray(designs, dtype=np.float32)).reshape(len(designs), -1)
+
+    with pytest.raises(ValueError, match="gives no width"):
+        make_representation(None, "descriptors", 1.0, NoWidth(max_train=10)).features(x[:2])
     with pytest.raises(ValueError, match="needs a domain with descriptors"):
         make_representation(None, "descriptors", 1.0)
     assert isinstance(make_representation(None, "descriptors", 1.0, QM9(max_train=10)), DescriptorRepresentation)

@@ -108,21 +108,35 @@ class DescriptorRepresentation:
     def __init__(self, domain: Any) -> None:
         self.domain = domain
         self.layer, self.s = DESCRIPTORS, 1.0
+        self.dim: int | None = None  # descriptor width, known from the first design that decodes
 
     def __call__(self, x: Tensor, mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         designs = self.domain.decode_safe(x.cpu())
         ok = [i for i, d in enumerate(designs) if d is not None]
-        feats = None
         if ok:
             desc = self.domain.descriptors([designs[i] for i in ok]).double()
-            feats = torch.zeros(x.shape[0], desc.shape[1], dtype=torch.float64)
+            self.dim = desc.shape[1]
+        feats = torch.zeros(x.shape[0], self._width(), dtype=torch.float64)
+        if ok:
             feats[torch.tensor(ok)] = desc / desc.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        return (feats if feats is not None else torch.zeros(x.shape[0], 1, dtype=torch.float64)).float()
+        return feats.float()
+
+    def _width(self) -> int:
+        """The descriptor width d, also for a batch in which no design decodes (all rows zero then)."""
+        if self.dim is None:
+            try:
+                self.dim = int(self.domain.descriptors([]).shape[1])
+            except (ValueError, IndexError, RuntimeError) as err:
+                raise ValueError(f"{type(self.domain).__name__}.descriptors([]) gives no width and no design "
+                                 "has decoded yet, so the descriptor representation cannot size its features") from err
+        return self.dim
 
     def features(self, x: Tensor, mask: Tensor | None = None, generator: torch.Generator | None = None,
                  batch_size: int = 1024) -> Tensor:
-        """The same for many designs: [N, d]."""
-        return self(x, mask, generator)
+        """The same for many designs, ``batch_size`` at a time: [N, d]."""
+        if x.shape[0] == 0:
+            return torch.zeros(0, self._width())
+        return torch.cat([self(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
 
 
 def make_representation(model: nn.Module, layer: str | None, s: float,
