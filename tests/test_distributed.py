@@ -69,8 +69,9 @@ def test_two_process_adapter_distillation_equals_one_process(tmp_path, source):
 
 
 def test_two_process_expansion_shares_sampling_and_equals_one_process(tmp_path):
-    """ActFlow under torchrun: each rank samples and verifies its chunks; every rank ends with the
-    1-process buffer (same designs, same verdicts) and model, and only rank 0 wrote the run dir."""
+    """ActFlow under torchrun: each rank samples, selects and verifies its chunks; every rank ends with
+    the 1-process buffer (same designs, same verdicts), model and selection statistics (over both ranks'
+    chunks), and only rank 0 wrote the run dir."""
     import flowdisco as fd
     from test_expand import SHARDED
 
@@ -80,13 +81,15 @@ def test_two_process_expansion_shares_sampling_and_equals_one_process(tmp_path):
     torchrun("ddp_expand_worker.py", str(tmp_path / "model"), str(tmp_path / "run2"), str(out), "2")
     two = load_tensors(out)
     one = fd.expand(tmp_path / "model", "toy2d", rounds=2, seed=5, run_dir=tmp_path / "run1", progress=False,
-                    **SHARDED)
+                    **SHARDED, select_factor=2)
     # grad_shards fixed: bit-identical, not merely close
     assert len(one.buffer) > 64 and torch.equal(one.buffer.valid.to(torch.uint8), two["buffer.valid"])
     assert torch.equal(one.buffer.x, two["buffer.x"])
     for k, v in one.model.net.state_dict().items():
         assert torch.equal(v, two[f"net.{k}"]), k
     assert one.history[-1]["eval"]["coverage"] == float(two["eval.coverage"])
+    kept = torch.tensor([h["select_reward_kept"] for h in one.history[1:]], dtype=torch.float64)
+    assert torch.equal(kept, two["select_reward_kept"])
     listing = [sorted(p.name for p in (tmp_path / run).iterdir()) for run in ("run1", "run2")]
     assert listing[0] == listing[1]
     assert len((tmp_path / "run2" / "metrics.jsonl").read_text().splitlines()) == 3  # rounds 0-2, written once

@@ -16,9 +16,12 @@ of highest reward.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
+from flowdisco import dist
 from flowdisco.expand.representation import DescriptorRepresentation, Representation
 from flowdisco.expand.surrogates import Surrogate
 
@@ -57,13 +60,17 @@ class UncertaintySelection:
         return keep
 
     def summary(self) -> dict[str, float]:
-        """Mean reward of all candidates and of the kept designs over the calls so far."""
-        total = sum(k for _, _, k in self.log)
+        """Mean reward of all candidates and of the kept designs over the calls so far, on every rank
+        over every rank's calls (a collective under torchrun: all ranks call it). The sums are exact
+        (``math.fsum``), so they do not depend on which rank drew which chunk."""
+        logs = dist.all_gather_dict({dist.rank(): self.log})
+        entries = [e for rank in sorted(logs) for e in logs[rank]]
+        total = sum(k for _, _, k in entries)
         if not total:
             return {}
         return {"select_factor": float(self.factor),
-                "select_reward_candidates": sum(c * k for c, _, k in self.log) / total,
-                "select_reward_kept": sum(s * k for _, s, k in self.log) / total}
+                "select_reward_candidates": math.fsum(c * k for c, _, k in entries) / total,
+                "select_reward_kept": math.fsum(s * k for _, s, k in entries) / total}
 
 
 def gumbel_top_k(logits: Tensor, k: int, generator: torch.Generator) -> Tensor:
