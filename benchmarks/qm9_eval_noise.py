@@ -9,7 +9,10 @@ run recorded) and reports, per model, the mean and spread over the draws; per ru
 mean against the pre-trained model's mean over all its draws (the per-seed ratio with the
 evaluation noise of both ends averaged down); and how strongly one draw's luck is shared between
 the pre-trained and a fine-tuned model (the correlation over common evaluation seeds). ``--arms``
-also sets the recorded final evaluations of whole benchmark arms against that pooled mean.
+also sets the recorded final evaluations of whole benchmark arms against that pooled mean. Where the
+work dirs hold ActFlow and Rec-F runs of the same seed, ``paired`` compares their final models on the
+same evaluation draws (mean over draws, ActFlow over Rec-F per seed). The domain is the runs' own
+(``qm9``, ``qm9-discrete``, ...; one domain per call).
 
 Results of each (model, evaluation seed) are cached as JSON under ``--cache``, so processes given
 different ``--part i/n`` share the work and a last call without ``--part`` writes the summary.
@@ -62,10 +65,20 @@ def run_config(run_dir: Path) -> dict[str, Any]:
     return read_json(run_dir / "config.json", what="run config")["config"]
 
 
+def runs_domain(runs: list[Path]) -> str:
+    """The one domain all ``runs`` expanded (their config.json's ``domain``)."""
+    names = {read_json(d / "config.json", what="run config")["domain"] for d in runs}
+    if len(names) != 1:
+        raise SystemExit(f"the runs expand different domains ({', '.join(sorted(names))}): "
+                         "evaluate one domain per call")
+    return names.pop()
+
+
 def one_evaluation(name: str, k: int, dom: Any, cache: Path, n_samples: int, n_valid: int,
                    steps: int) -> dict[str, float]:
     """Metrics of model ``name`` at evaluation seed k (cached)."""
-    path = cache / f"{name.replace('/', '__')}__k{k}.json"
+    key = f"{dom.name}-{PRETRAINED}" if name == PRETRAINED else name.replace("/", "__")  # one cache, many domains
+    path = cache / f"{key}__k{k}.json"
     if path.is_file():
         return read_json(path, what="cached evaluation")
     t0 = time.perf_counter()
@@ -93,7 +106,7 @@ def summarize(runs: list[Path], pre: list[dict[str, float]], finals: dict[Path, 
         f = finals[d]
         cov, val = [r["coverage"] for r in f], [r["validity"] for r in f]
         common = range(min(len(f), len(pre)))
-        rows.append({"run": str(d), "seed": recorded[d]["seed"], "draws": len(f),
+        rows.append({"run": str(d), "method": recorded[d]["method"], "seed": recorded[d]["seed"], "draws": len(f),
                      "coverage": mean_std(cov), "validity": mean_std(val),
                      "coverage_over_pretrained_mean": statistics.fmean(cov) / base_cov,
                      "validity_minus_pretrained_mean": statistics.fmean(val) - base_val,
@@ -107,7 +120,28 @@ def summarize(runs: list[Path], pre: list[dict[str, float]], finals: dict[Path, 
             "coverage_over_pretrained_mean": mean_std([r["coverage_over_pretrained_mean"] for r in rows]),
             "validity_minus_pretrained_mean": mean_std([r["validity_minus_pretrained_mean"] for r in rows]),
             "runs_meeting_both_against_pretrained_mean": sum(
-                r["coverage_over_pretrained_mean"] >= 1.5 and r["validity_minus_pretrained_mean"] >= 0 for r in rows)}
+                r["coverage_over_pretrained_mean"] >= 1.5 and r["validity_minus_pretrained_mean"] >= 0 for r in rows),
+            "paired": paired_against_rec_f(rows, finals)}
+
+
+def paired_against_rec_f(rows: list[dict[str, Any]],
+                         finals: dict[Path, list[dict[str, float]]]) -> dict[str, Any] | None:
+    """Per seed with an ActFlow and a Rec-F run: their final models' coverage and validity averaged over the
+    same evaluation draws, ActFlow's coverage over Rec-F's and its validity minus Rec-F's; then mean ± std."""
+    by = {(r["method"], r["seed"]): Path(r["run"]) for r in rows}
+    seeds = sorted(s for m, s in by if m == "actflow" and ("rec-f", s) in by)
+    if not seeds:
+        return None
+    per_seed = []
+    for s in seeds:
+        a, b = finals[by["actflow", s]], finals[by["rec-f", s]]
+        n = min(len(a), len(b))  # the common draws
+        cov = [statistics.fmean(r["coverage"] for r in x[:n]) for x in (a, b)]
+        val = [statistics.fmean(r["validity"] for r in x[:n]) for x in (a, b)]
+        per_seed.append({"seed": s, "draws": n, "actflow_coverage": cov[0], "rec_f_coverage": cov[1],
+                         "coverage_ratio": cov[0] / cov[1], "validity_difference": val[0] - val[1]})
+    return {"per_seed": per_seed, "coverage_ratio": mean_std([p["coverage_ratio"] for p in per_seed]),
+            "validity_difference": mean_std([p["validity_difference"] for p in per_seed])}
 
 
 def arms_against_pooled(files: list[str], base_cov: float, base_val: float) -> list[dict[str, Any]]:
@@ -130,7 +164,8 @@ def recorded_against_round0(run_dir: Path) -> dict[str, Any]:
     """What the run itself recorded: final coverage over its round-0 coverage, validity difference."""
     evals = evaluation_rows(run_dir)
     first, last = evals[0], evals[-1]
-    return {"seed": run_config(run_dir)["seed"], "ratio": last["eval_coverage"] / first["eval_coverage"],
+    cfg = run_config(run_dir)
+    return {"seed": cfg["seed"], "method": cfg["method"], "ratio": last["eval_coverage"] / first["eval_coverage"],
             "delta": last["eval_validity"] - first["eval_validity"],
             "round0": {"coverage": first["eval_coverage"], "validity": first["eval_validity"]},
             "final": {"coverage": last["eval_coverage"], "validity": last["eval_validity"]}}
@@ -150,8 +185,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     started = time.time()
-    dom = get_domain("qm9")
     runs = run_dirs_under(args.work_dirs)
+    dom = get_domain(runs_domain(runs))
     cfg = run_config(runs[0])
     size = {"n_samples": cfg["eval_samples"], "n_valid": cfg["eval_valid"], "steps": cfg["sampler_steps"]}
     cache = Path(args.cache)
@@ -184,6 +219,12 @@ def main() -> None:
             a["seeds"], a["coverage_over_pretrained_mean"], a["validity_minus_pretrained_mean"], strict=True))
               + f"; mean {a['coverage_ratio']['mean']:.2f}× {a['validity_change']['mean']:+.3f}; "
               f"{a['seeds_meeting_both']} of {len(a['seeds'])} meet both")
+    if summary["paired"]:
+        pr = summary["paired"]
+        print("ActFlow / Rec-F on the same draws: " + ", ".join(
+            f"s{p['seed']} {p['coverage_ratio']:.2f}× {p['validity_difference']:+.3f}" for p in pr["per_seed"])
+              + f"; mean {pr['coverage_ratio']['mean']:.2f} ± {pr['coverage_ratio']['std']:.2f}×, "
+              f"validity {pr['validity_difference']['mean']:+.3f}")
     write_result(args.name, {"settings": {**vars(args), **size, "runs": [str(d) for d in runs]}, **summary}, started)
 
 
