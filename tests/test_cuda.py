@@ -124,7 +124,7 @@ def test_two_ranks_sharing_the_gpu_equal_one_process(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = load_tensors(out)
     one = fd.expand(fd.FlowModel.load(tmp_path / "model", map_location="cuda"), "toy2d", rounds=2, seed=5,
-                    progress=False, **SHARDED)
+                    progress=False, **SHARDED, select_factor=2)  # as the worker: guided, with selection
     assert torch.equal(one.buffer.x.cpu(), two["buffer.x"])
     for k, v in one.model.net.state_dict().items():
         assert torch.allclose(v.cpu(), two[f"net.{k}"], atol=1e-6), k
