@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from flowdisco.io import atomic_write_json
+from flowdisco.domains import get_domain
+from flowdisco.io import atomic_write_json, read_json
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -60,6 +61,15 @@ def mean_std(xs: list[float | None]) -> dict[str, float] | None:
         return None
     return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0,
             "min": min(xs), "max": max(xs), "n": len(xs)}
+
+
+def runs_domain(run_dirs: list[Path]) -> Any:
+    """The one domain that ``flowdisco expand`` run directories were run on (their config.json's ``domain``),
+    built once; exits with the names if the runs are of different domains."""
+    names = {read_json(Path(d) / "config.json", what="run config")["domain"] for d in run_dirs}
+    if len(names) != 1:
+        raise SystemExit(f"the runs are of different domains ({', '.join(sorted(names))}): give runs of one domain")
+    return get_domain(names.pop())
 
 
 def grouped_bars(ax: Any, groups: dict[str, dict[str, Any]], keys: list[str], width: float | None = None) -> None:

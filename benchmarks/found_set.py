@@ -25,11 +25,9 @@ from typing import Any
 
 import torch
 
-from common import mean_std, write_result
-from flowdisco.domains import get_domain
+from common import mean_std, runs_domain, write_result
 from flowdisco.expand.loop import found_in_rounds
 from flowdisco.expand.state import RoundStore
-from flowdisco.io import read_json
 
 
 def parse_arm(text: str) -> tuple[str, list[Path]]:
@@ -62,10 +60,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.time()
     arms = dict(parse_arm(a) for a in args.arm)
-    domains = {read_json(p / "config.json", what="run config")["domain"] for paths in arms.values() for p in paths}
-    if len(domains) != 1:
-        raise SystemExit(f"the runs are of different domains ({', '.join(sorted(domains))})")
-    dom = get_domain(domains.pop())
+    dom = runs_domain([p for paths in arms.values() for p in paths])
     runs = {label: [found(p, dom) for p in paths] for label, paths in arms.items()}
     count = args.count or min(len(d) for rows in runs.values() for d, _ in rows)
     thresholds = [dom.coverage_threshold, *getattr(dom, "extra_coverage_thresholds", ())]

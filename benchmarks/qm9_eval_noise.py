@@ -31,9 +31,8 @@ from typing import Any
 
 import torch
 
-from common import mean_std, write_result
+from common import mean_std, runs_domain, write_result
 from expansion import evaluation_rows, evaluations_by_seed
-from flowdisco.domains import get_domain
 from flowdisco.evaluate import evaluate
 from flowdisco.expand.state import RoundStore
 from flowdisco.flow.model import FlowModel
@@ -63,15 +62,6 @@ def load_model(name: str, dom: Any) -> FlowModel:
 
 def run_config(run_dir: Path) -> dict[str, Any]:
     return read_json(run_dir / "config.json", what="run config")["config"]
-
-
-def runs_domain(runs: list[Path]) -> str:
-    """The one domain all ``runs`` expanded (their config.json's ``domain``)."""
-    names = {read_json(d / "config.json", what="run config")["domain"] for d in runs}
-    if len(names) != 1:
-        raise SystemExit(f"the runs expand different domains ({', '.join(sorted(names))}): "
-                         "evaluate one domain per call")
-    return names.pop()
 
 
 def one_evaluation(name: str, k: int, dom: Any, cache: Path, n_samples: int, n_valid: int,
@@ -186,7 +176,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.time()
     runs = run_dirs_under(args.work_dirs)
-    dom = get_domain(runs_domain(runs))
+    dom = runs_domain(runs)
     cfg = run_config(runs[0])
     size = {"n_samples": cfg["eval_samples"], "n_valid": cfg["eval_valid"], "steps": cfg["sampler_steps"]}
     cache = Path(args.cache)
